@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/**
+ * `fusegate` — the administrator's command. Each subcommand lives in the
+ * folder of the component it belongs to and is loaded only when asked for, so
+ * `fusegate policy check` never pays for D-Bus and `fusegate status` never
+ * parses YAML it does not need.
+ */
+import { FusegateError, MountExit } from '../lib/errors';
+
+const USAGE = `Usage: fusegate COMMAND [ARGS...]
+
+Mount untrusted filesystems through sandboxed FUSE servers.
+
+Commands:
+  policy check [FILE]          validate a policy file (default /etc/fusegate/policy.yaml)
+  policy explain SOURCE [DIR]  show the facts, the rules tried and the decision for a mount
+  install [--root DIR]         install the helper, units, default policy and shims
+  uninstall [--root DIR]       remove what install put in place
+  doctor                       check everything a sandboxed mount needs
+  status                       list active sandboxed mounts
+  help                         show this text
+
+See fusegate(8) in README.md and policy/README.md for the policy format.`;
+
+type Subcommand = (args: string[]) => Promise<number> | number;
+
+const SUBCOMMANDS: Record<string, () => Subcommand> = {
+  policy: () => require('../policy/cli').main,
+  install: () => require('../service/install').installMain,
+  uninstall: () => require('../service/install').uninstallMain,
+  doctor: () => require('../service/doctor').main,
+  status: () => require('../service/status').main,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(USAGE + '\n');
+    return command === undefined ? MountExit.USAGE : MountExit.SUCCESS;
+  }
+  const load = SUBCOMMANDS[command];
+  if (load === undefined) {
+    process.stderr.write(`fusegate: unknown command '${command}'; run 'fusegate help' for the list\n`);
+    return MountExit.USAGE;
+  }
+  return load()(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof FusegateError) {
+      process.stderr.write(`fusegate: ${err.message}\n`);
+      if (err.hint) process.stderr.write(`fusegate: ${err.hint}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`fusegate: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = MountExit.INTERNAL;
+    }
+  },
+);

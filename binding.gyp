@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "fusegate_native",
+      "sources": ["lib/native/fusegate_native.c"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-std=gnu11"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
+    }
+  ]
+}
