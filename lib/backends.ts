@@ -1,0 +1,114 @@
+/**
+ * The backends table: every FUSE server fusegate knows how to run in its
+ * sandbox, the filesystem types each serves, and whether it can write them
+ * without risking data.
+ *
+ * The policy validates backend names against this table and forces read-only
+ * where a backend's writes are not safe; the service adapter builds each
+ * server's command line from it; the unit generator makes one socket and one
+ * template service per entry; `fusegate doctor` checks the binaries exist.
+ * One table, so the four can never disagree.
+ */
+
+/** How well a backend writes one filesystem type. */
+export type WriteSupport =
+  /** writes are safe */
+  | 'safe'
+  /** the backend writes, but can lose data (e.g. fuse2fs and the ext3/4 journal) */
+  | 'unsafe'
+  /** the backend or filesystem cannot write at all */
+  | 'none';
+
+/** How a server receives /dev/fuse and its device (DESIGN.md §4). */
+export type FdDelivery =
+  /** libfuse 2: /dev/fuse from a `fusermount` stand-in over _FUSE_COMMFD */
+  | 'fusermount-commfd'
+  /** libfuse 3: mountpoint given as /dev/fd/N of an already mounted /dev/fuse */
+  | 'devfd-mountpoint'
+  /** speaks libfuse's service-mount protocol itself (fuse_service_*); no adapter */
+  | 'native-service';
+
+export interface BackendFsType {
+  /** filesystem type as blkid and mount(8) name it */
+  type: string;
+  write: WriteSupport;
+  /** why writes are not safe, shown by `policy explain` and in refusals */
+  writeNote?: string;
+}
+
+export interface Backend {
+  /** the name used in policies, unit names and /run/filesystems/<name> */
+  name: string;
+  /** Debian package that ships it, for `fusegate doctor` hints */
+  debianPackage: string;
+  /** the server binary */
+  binary: string;
+  types: BackendFsType[];
+  delivery: FdDelivery;
+}
+
+const JOURNAL_NOTE = 'fuse2fs in Debian 12 does not write the ext3/ext4 journal ("Writing to the journal is not supported")';
+
+export const BACKENDS: readonly Backend[] = [
+  {
+    name: 'fuse4fs',
+    debianPackage: 'fuse4fs (e2fsprogs >= 1.47.3, not in Debian 12)',
+    binary: '/usr/sbin/fuse4fs',
+    types: [
+      { type: 'ext2', write: 'safe' },
+      { type: 'ext3', write: 'safe' },
+      { type: 'ext4', write: 'safe' },
+    ],
+    delivery: 'native-service',
+  },
+  {
+    name: 'fuse2fs',
+    debianPackage: 'fuse2fs',
+    binary: '/usr/bin/fuse2fs',
+    types: [
+      { type: 'ext2', write: 'safe' },
+      { type: 'ext3', write: 'unsafe', writeNote: JOURNAL_NOTE },
+      { type: 'ext4', write: 'unsafe', writeNote: JOURNAL_NOTE },
+    ],
+    delivery: 'fusermount-commfd',
+  },
+  {
+    name: 'fusefat',
+    debianPackage: 'fusefat',
+    binary: '/usr/bin/fusefat',
+    types: [
+      { type: 'vfat', write: 'unsafe', writeNote: 'fusefat calls its write support experimental' },
+    ],
+    delivery: 'fusermount-commfd',
+  },
+  {
+    name: 'exfat-fuse',
+    debianPackage: 'exfat-fuse',
+    binary: '/usr/sbin/mount.exfat-fuse',
+    types: [{ type: 'exfat', write: 'safe' }],
+    delivery: 'fusermount-commfd',
+  },
+  {
+    name: 'ntfs-3g',
+    debianPackage: 'ntfs-3g',
+    binary: '/usr/bin/ntfs-3g',
+    types: [{ type: 'ntfs', write: 'safe' }],
+    delivery: 'fusermount-commfd',
+  },
+  {
+    name: 'squashfuse',
+    debianPackage: 'squashfuse',
+    binary: '/usr/bin/squashfuse',
+    types: [{ type: 'squashfs', write: 'none', writeNote: 'squashfs is a read-only filesystem' }],
+    delivery: 'devfd-mountpoint',
+  },
+];
+
+export function findBackend(name: string): Backend | undefined {
+  return BACKENDS.find((b) => b.name === name);
+}
+
+/** The backends that serve `fsType`, in table order. */
+export function backendsForType(fsType: string): Backend[] {
+  return BACKENDS.filter((b) => b.types.some((t) => t.type === fsType));
+}
