@@ -1,3 +1,768 @@
+/*
+ * fusegate's native addon: the Linux syscalls Node.js does not expose.
+ *
+ * Kept deliberately boring. Each export is one syscall (or the shortest fixed
+ * sequence of them that must run on one thread), takes plain numbers, strings
+ * and Buffers, and returns a result or throws an Error carrying `code` (the
+ * errno name, e.g. "ENOENT"), `errno` and `syscall`. Every decision about what
+ * a message means, which fd is acceptable or when to give up lives in
+ * TypeScript (lib/native/index.ts and its callers).
+ *
+ * Calls that can block (connect, accept, send, receive) run on libuv's thread
+ * pool as async work and resolve a Promise, so the helper's event loop and its
+ * overall timeout keep running while a peer stalls. They poll() with the
+ * caller's timeout before the syscall, so a hung peer costs a thread for at
+ * most that long.
+ */
 #include <node_api.h>
-static napi_value init(napi_env env, napi_value exports) { (void)env; return exports; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/mount.h>
+#include <sys/fsuid.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Largest number of fds one receive accepts before the kernel must set
+ * MSG_CTRUNC. The protocol allows one; we make room for more so that a peer
+ * sending two is seen and refused by TypeScript rather than silently cut. */
+#define MAX_RECV_FDS 8
+
+/* ------------------------------------------------------------------ errors */
+
+#define NAPI_CALL(env, call)                                                   \
+  do {                                                                         \
+    if ((call) != napi_ok) {                                                   \
+      napi_throw_error((env), NULL, "fusegate_native: N-API call failed: " #call); \
+      return NULL;                                                             \
+    }                                                                          \
+  } while (0)
+
+static napi_value make_errno_error(napi_env env, int err, const char *syscall_name) {
+  const char *name = strerrorname_np(err);
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", syscall_name, strerror(err));
+  napi_value code, message, error, errno_value, syscall_value;
+  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &errno_value);
+  napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &syscall_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_set_named_property(env, error, "syscall", syscall_value);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall_name) {
+  napi_throw(env, make_errno_error(env, err, syscall_name));
+  return NULL;
+}
+
+/* --------------------------------------------------------- argument reading */
+
+static int arg_int(napi_env env, napi_value v, int32_t *out) {
+  if (napi_get_value_int32(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an integer argument");
+    return -1;
+  }
+  return 0;
+}
+
+static int arg_uint(napi_env env, napi_value v, uint32_t *out) {
+  if (napi_get_value_uint32(env, v, out) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an unsigned integer argument");
+    return -1;
+  }
+  return 0;
+}
+
+/* Copies a JS string into a malloc'd buffer, or stores NULL for null/undefined
+ * when `nullable`. Refuses embedded NULs: a path that C would silently cut is
+ * not the path the caller asked for. */
+static int arg_string(napi_env env, napi_value v, char **out, int nullable) {
+  napi_valuetype t;
+  *out = NULL;
+  napi_typeof(env, v, &t);
+  if (nullable && (t == napi_null || t == napi_undefined)) return 0;
+  if (t != napi_string) {
+    napi_throw_type_error(env, NULL, "expected a string argument");
+    return -1;
+  }
+  size_t len;
+  napi_get_value_string_utf8(env, v, NULL, 0, &len);
+  char *s = malloc(len + 1);
+  if (!s) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return -1;
+  }
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  if (strlen(s) != len) {
+    free(s);
+    napi_throw_type_error(env, "EINVAL", "string argument contains a NUL byte");
+    return -1;
+  }
+  *out = s;
+  return 0;
+}
+
+static int fill_sockaddr(napi_env env, const char *path, struct sockaddr_un *sa, socklen_t *len) {
+  size_t n = strlen(path);
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (n == 0 || n >= sizeof sa->sun_path) {
+    throw_errno(env, ENAMETOOLONG, "sockaddr_un");
+    return -1;
+  }
+  memcpy(sa->sun_path, path, n);
+  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return 0;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static napi_value int_value(napi_env env, int64_t n) {
+  napi_value v;
+  napi_create_int64(env, n, &v);
+  return v;
+}
+
+/* Waits until fd is ready for `events` or timeout_ms passes (negative: no
+ * limit). Returns 0 when ready, else an errno (ETIMEDOUT on timeout). */
+static int wait_ready(int fd, short events, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = events};
+  for (;;) {
+    int r = poll(&p, 1, timeout_ms);
+    if (r > 0) return 0;
+    if (r == 0) return ETIMEDOUT;
+    if (errno != EINTR) return errno;
+  }
+}
+
+/* ------------------------------------------------------------- async work */
+
+enum op_kind { OP_CONNECT, OP_ACCEPT, OP_SEND, OP_RECV };
+
+struct op {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref buffer_ref; /* keeps the send buffer alive while the thread uses it */
+  enum op_kind kind;
+  const char *syscall_name;
+  int fd;
+  int timeout_ms;
+  /* connect */
+  struct sockaddr_un addr;
+  socklen_t addr_len;
+  /* send */
+  const void *send_data;
+  size_t send_len;
+  int pass_fd;
+  /* recv */
+  void *recv_data;
+  size_t recv_cap;
+  int recv_fds[MAX_RECV_FDS];
+  int recv_nfds;
+  int recv_flags;
+  /* result */
+  ssize_t result;
+  int err;
+};
+
+static void op_execute(napi_env env, void *data) {
+  (void)env;
+  struct op *op = data;
+  op->err = 0;
+  switch (op->kind) {
+  case OP_CONNECT:
+    for (;;) {
+      if (connect(op->fd, (struct sockaddr *)&op->addr, op->addr_len) == 0) break;
+      if (errno != EINTR) { op->err = errno; break; }
+    }
+    break;
+  case OP_ACCEPT:
+    op->err = wait_ready(op->fd, POLLIN, op->timeout_ms);
+    if (op->err) break;
+    op->result = accept4(op->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (op->result < 0) op->err = errno;
+    break;
+  case OP_SEND: {
+    op->err = wait_ready(op->fd, POLLOUT, op->timeout_ms);
+    if (op->err) break;
+    struct iovec iov = {.iov_base = (void *)op->send_data, .iov_len = op->send_len};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (op->pass_fd >= 0) {
+      memset(&control, 0, sizeof control);
+      msg.msg_control = control.buf;
+      msg.msg_controllen = sizeof control.buf;
+      struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &op->pass_fd, sizeof(int));
+    }
+    do op->result = sendmsg(op->fd, &msg, MSG_NOSIGNAL);
+    while (op->result < 0 && errno == EINTR);
+    if (op->result < 0) op->err = errno;
+    break;
+  }
+  case OP_RECV: {
+    op->err = wait_ready(op->fd, POLLIN, op->timeout_ms);
+    if (op->err) break;
+    struct iovec iov = {.iov_base = op->recv_data, .iov_len = op->recv_cap};
+    union {
+      char buf[CMSG_SPACE(MAX_RECV_FDS * sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    do op->result = recvmsg(op->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (op->result < 0 && errno == EINTR);
+    if (op->result < 0) { op->err = errno; break; }
+    op->recv_flags = msg.msg_flags;
+    op->recv_nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < n && op->recv_nfds < MAX_RECV_FDS; i++)
+        memcpy(&op->recv_fds[op->recv_nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    break;
+  }
+  }
+}
+
+static void set_flag(napi_env env, napi_value obj, const char *name, int on) {
+  napi_value b;
+  napi_get_boolean(env, on != 0, &b);
+  napi_set_named_property(env, obj, name, b);
+}
+
+static void op_complete(napi_env env, napi_status status, void *data) {
+  struct op *op = data;
+  if (status != napi_ok && op->err == 0) op->err = ECANCELED;
+  if (op->err) {
+    napi_reject_deferred(env, op->deferred, make_errno_error(env, op->err, op->syscall_name));
+  } else if (op->kind == OP_RECV) {
+    /* { data: Buffer, fds: number[], truncated: bool, controlTruncated: bool } */
+    napi_value obj, buf, fds;
+    size_t n = (size_t)op->result < op->recv_cap ? (size_t)op->result : op->recv_cap;
+    void *dst;
+    napi_create_object(env, &obj);
+    napi_create_buffer_copy(env, n, op->recv_data, &dst, &buf);
+    napi_create_array_with_length(env, (size_t)op->recv_nfds, &fds);
+    for (int i = 0; i < op->recv_nfds; i++)
+      napi_set_element(env, fds, (uint32_t)i, int_value(env, op->recv_fds[i]));
+    napi_set_named_property(env, obj, "data", buf);
+    napi_set_named_property(env, obj, "fds", fds);
+    set_flag(env, obj, "truncated", op->recv_flags & MSG_TRUNC);
+    set_flag(env, obj, "controlTruncated", op->recv_flags & MSG_CTRUNC);
+    napi_resolve_deferred(env, op->deferred, obj);
+  } else {
+    napi_resolve_deferred(env, op->deferred, int_value(env, op->result));
+  }
+  if (op->buffer_ref) napi_delete_reference(env, op->buffer_ref);
+  napi_delete_async_work(env, op->work);
+  free(op->recv_data);
+  free(op);
+}
+
+static napi_value queue_op(napi_env env, struct op *op) {
+  napi_value promise, name;
+  if (napi_create_promise(env, &op->deferred, &promise) != napi_ok) goto fail;
+  napi_create_string_utf8(env, op->syscall_name, NAPI_AUTO_LENGTH, &name);
+  if (napi_create_async_work(env, NULL, name, op_execute, op_complete, op, &op->work) != napi_ok)
+    goto fail;
+  if (napi_queue_async_work(env, op->work) != napi_ok) goto fail;
+  return promise;
+fail:
+  free(op->recv_data);
+  free(op);
+  napi_throw_error(env, NULL, "fusegate_native: cannot queue async work");
+  return NULL;
+}
+
+static struct op *new_op(napi_env env, enum op_kind kind, const char *syscall_name) {
+  struct op *op = calloc(1, sizeof *op);
+  if (!op) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  op->kind = kind;
+  op->syscall_name = syscall_name;
+  op->pass_fd = -1;
+  op->timeout_ms = -1;
+  return op;
+}
+
+/* ------------------------------------------------------------ socket calls */
+
+#define GET_ARGS(n)                                                            \
+  size_t argc = (n);                                                           \
+  napi_value argv[(n) > 0 ? (n) : 1];                                          \
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+
+/* socketSeqpacket(): fd */
+static napi_value js_socket_seqpacket(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  return int_value(env, fd);
+}
+
+/* socketpairSeqpacket(): [fd, fd] */
+static napi_value js_socketpair_seqpacket(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return throw_errno(env, errno, "socketpair");
+  napi_value arr;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_set_element(env, arr, 0, int_value(env, sv[0]));
+  napi_set_element(env, arr, 1, int_value(env, sv[1]));
+  return arr;
+}
+
+/* connect(fd, path): Promise<0> */
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd;
+  char *path;
+  if (arg_int(env, argv[0], &fd) || arg_string(env, argv[1], &path, 0)) return NULL;
+  struct op *op = new_op(env, OP_CONNECT, "connect");
+  if (!op) { free(path); return NULL; }
+  op->fd = fd;
+  int bad = fill_sockaddr(env, path, &op->addr, &op->addr_len);
+  free(path);
+  if (bad) { free(op); return NULL; }
+  return queue_op(env, op);
+}
+
+/* bind(fd, path) */
+static napi_value js_bind(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd;
+  char *path;
+  struct sockaddr_un sa;
+  socklen_t len;
+  if (arg_int(env, argv[0], &fd) || arg_string(env, argv[1], &path, 0)) return NULL;
+  int bad = fill_sockaddr(env, path, &sa, &len);
+  free(path);
+  if (bad) return NULL;
+  if (bind(fd, (struct sockaddr *)&sa, len) < 0) return throw_errno(env, errno, "bind");
+  return undefined(env);
+}
+
+/* listen(fd, backlog) */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, backlog;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &backlog)) return NULL;
+  if (listen(fd, backlog) < 0) return throw_errno(env, errno, "listen");
+  return undefined(env);
+}
+
+/* accept(fd, timeoutMs): Promise<fd>, the new fd has O_CLOEXEC */
+static napi_value js_accept(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, timeout;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &timeout)) return NULL;
+  struct op *op = new_op(env, OP_ACCEPT, "accept4");
+  if (!op) return NULL;
+  op->fd = fd;
+  op->timeout_ms = timeout;
+  return queue_op(env, op);
+}
+
+/* sendMsg(fd, buffer, passFd, timeoutMs): Promise<bytes sent>; passFd -1: none */
+static napi_value js_send_msg(napi_env env, napi_callback_info info) {
+  GET_ARGS(4);
+  int32_t fd, pass_fd, timeout;
+  void *data;
+  size_t len;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[2], &pass_fd) ||
+      arg_int(env, argv[3], &timeout))
+    return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a Buffer");
+    return NULL;
+  }
+  struct op *op = new_op(env, OP_SEND, "sendmsg");
+  if (!op) return NULL;
+  op->fd = fd;
+  op->send_data = data;
+  op->send_len = len;
+  op->pass_fd = pass_fd;
+  op->timeout_ms = timeout;
+  napi_create_reference(env, argv[1], 1, &op->buffer_ref);
+  return queue_op(env, op);
+}
+
+/* recvMsg(fd, capacity, timeoutMs):
+ *   Promise<{data, fds, truncated, controlTruncated}>
+ * Received fds carry O_CLOEXEC (MSG_CMSG_CLOEXEC). */
+static napi_value js_recv_msg(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int32_t fd, timeout;
+  uint32_t cap;
+  if (arg_int(env, argv[0], &fd) || arg_uint(env, argv[1], &cap) ||
+      arg_int(env, argv[2], &timeout))
+    return NULL;
+  struct op *op = new_op(env, OP_RECV, "recvmsg");
+  if (!op) return NULL;
+  op->fd = fd;
+  op->timeout_ms = timeout;
+  op->recv_cap = cap;
+  op->recv_data = malloc(cap ? cap : 1);
+  if (!op->recv_data) {
+    free(op);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  return queue_op(env, op);
+}
+
+/* peerCred(fd): {pid, uid, gid} of the process that connected (SO_PEERCRED) */
+static napi_value js_peer_cred(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  if (arg_int(env, argv[0], &fd)) return NULL;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return throw_errno(env, errno, "getsockopt(SO_PEERCRED)");
+  napi_value obj;
+  napi_create_object(env, &obj);
+  napi_set_named_property(env, obj, "pid", int_value(env, cred.pid));
+  napi_set_named_property(env, obj, "uid", int_value(env, cred.uid));
+  napi_set_named_property(env, obj, "gid", int_value(env, cred.gid));
+  return obj;
+}
+
+/* sendDatagram(path, buffer): one non-blocking datagram to a unix socket
+ * (journald, $NOTIFY_SOCKET). A path starting with '@' is abstract. */
+static napi_value js_send_datagram(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  char *path;
+  void *data;
+  size_t len;
+  struct sockaddr_un sa;
+  socklen_t sa_len;
+  if (arg_string(env, argv[0], &path, 0)) return NULL;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    free(path);
+    napi_throw_type_error(env, NULL, "expected a Buffer");
+    return NULL;
+  }
+  int bad = fill_sockaddr(env, path, &sa, &sa_len);
+  if (!bad && path[0] == '@') {
+    sa.sun_path[0] = '\0';
+    sa_len--; /* abstract names are not NUL-terminated */
+  }
+  free(path);
+  if (bad) return NULL;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  ssize_t r = sendto(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa, sa_len);
+  int err = errno;
+  close(fd);
+  if (r < 0) return throw_errno(env, err, "sendto");
+  return int_value(env, r);
+}
+
+/* ---------------------------------------------------------- fds and files */
+
+/* memfdCreate(name, flags): fd */
+static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  char *name;
+  uint32_t flags;
+  if (arg_string(env, argv[0], &name, 0) || arg_uint(env, argv[1], &flags)) return NULL;
+  int fd = memfd_create(name, flags);
+  int err = errno;
+  free(name);
+  if (fd < 0) return throw_errno(env, err, "memfd_create");
+  return int_value(env, fd);
+}
+
+/* setfsuid(uid) / setfsgid(gid): previous value. These never fail visibly;
+ * TypeScript calls them twice to confirm, as the man page advises. */
+static napi_value js_setfsuid(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  uint32_t id;
+  if (arg_uint(env, argv[0], &id)) return NULL;
+  return int_value(env, setfsuid(id));
+}
+
+static napi_value js_setfsgid(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  uint32_t id;
+  if (arg_uint(env, argv[0], &id)) return NULL;
+  return int_value(env, setfsgid(id));
+}
+
+/* openAs(path, flags, mode, fsuid, fsgid): fd
+ * The filesystem ids are per thread, so switching, opening and switching back
+ * must happen in one call on one thread; done in JS, a thread-pool open could
+ * run with the wrong ids. */
+static napi_value js_open_as(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  char *path;
+  int32_t flags;
+  uint32_t mode, uid, gid;
+  if (arg_string(env, argv[0], &path, 0) || arg_int(env, argv[1], &flags) ||
+      arg_uint(env, argv[2], &mode) || arg_uint(env, argv[3], &uid) || arg_uint(env, argv[4], &gid)) {
+    free(path);
+    return NULL;
+  }
+  int old_gid = setfsgid(gid);
+  int old_uid = setfsuid(uid);
+  int fd = -1, err = 0;
+  if ((uint32_t)setfsuid(uid) != uid || (uint32_t)setfsgid(gid) != gid) {
+    err = EPERM; /* could not take the caller's identity: do not open as ourselves */
+  } else {
+    fd = open(path, flags | O_CLOEXEC, mode);
+    if (fd < 0) err = errno;
+  }
+  setfsuid(old_uid);
+  setfsgid(old_gid);
+  free(path);
+  if (fd < 0) return throw_errno(env, err, "open");
+  return int_value(env, fd);
+}
+
+/* cloexec(fd, set): current FD_CLOEXEC state; `set` true/false changes it,
+ * undefined only reads it. */
+static napi_value js_cloexec(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd;
+  if (arg_int(env, argv[0], &fd)) return NULL;
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return throw_errno(env, errno, "fcntl(F_GETFD)");
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  if (t == napi_boolean) {
+    bool on;
+    napi_get_value_bool(env, argv[1], &on);
+    flags = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+    if (fcntl(fd, F_SETFD, flags) < 0) return throw_errno(env, errno, "fcntl(F_SETFD)");
+  }
+  napi_value b;
+  napi_get_boolean(env, (flags & FD_CLOEXEC) != 0, &b);
+  return b;
+}
+
+/* dup3(oldfd, newfd, flags): newfd. Without O_CLOEXEC in flags the new fd is
+ * inherited across execve, which is how servers get their fds at known numbers. */
+static napi_value js_dup3(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int32_t oldfd, newfd, flags;
+  if (arg_int(env, argv[0], &oldfd) || arg_int(env, argv[1], &newfd) || arg_int(env, argv[2], &flags))
+    return NULL;
+  int r = dup3(oldfd, newfd, flags);
+  if (r < 0) return throw_errno(env, errno, "dup3");
+  return int_value(env, r);
+}
+
+/* ------------------------------------------------------------------ mount */
+
+/* fsopen(fsname, flags): fd */
+static napi_value js_fsopen(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  char *name;
+  uint32_t flags;
+  if (arg_string(env, argv[0], &name, 0) || arg_uint(env, argv[1], &flags)) { free(name); return NULL; }
+  long fd = syscall(SYS_fsopen, name, flags);
+  int err = errno;
+  free(name);
+  if (fd < 0) return throw_errno(env, err, "fsopen");
+  return int_value(env, fd);
+}
+
+/* fsconfig(fd, cmd, key, value, aux): `key`/`value` may be null. */
+static napi_value js_fsconfig(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  int32_t fd, aux;
+  uint32_t cmd;
+  char *key = NULL, *value = NULL;
+  if (arg_int(env, argv[0], &fd) || arg_uint(env, argv[1], &cmd) ||
+      arg_string(env, argv[2], &key, 1) || arg_string(env, argv[3], &value, 1) ||
+      arg_int(env, argv[4], &aux)) {
+    free(key);
+    return NULL;
+  }
+  long r = syscall(SYS_fsconfig, fd, cmd, key, value, aux);
+  int err = errno;
+  free(key);
+  free(value);
+  if (r < 0) return throw_errno(env, err, "fsconfig");
+  return undefined(env);
+}
+
+/* fsmount(fd, flags, attrFlags): mount fd */
+static napi_value js_fsmount(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  int32_t fd;
+  uint32_t flags, attr;
+  if (arg_int(env, argv[0], &fd) || arg_uint(env, argv[1], &flags) || arg_uint(env, argv[2], &attr))
+    return NULL;
+  long r = syscall(SYS_fsmount, fd, flags, attr);
+  if (r < 0) return throw_errno(env, errno, "fsmount");
+  return int_value(env, r);
+}
+
+/* moveMount(fromDirfd, fromPath, toDirfd, toPath, flags) */
+static napi_value js_move_mount(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  int32_t from_fd, to_fd;
+  uint32_t flags;
+  char *from_path = NULL, *to_path = NULL;
+  if (arg_int(env, argv[0], &from_fd) || arg_string(env, argv[1], &from_path, 0) ||
+      arg_int(env, argv[2], &to_fd) || arg_string(env, argv[3], &to_path, 0) ||
+      arg_uint(env, argv[4], &flags)) {
+    free(from_path);
+    return NULL;
+  }
+  long r = syscall(SYS_move_mount, from_fd, from_path, to_fd, to_path, flags);
+  int err = errno;
+  free(from_path);
+  free(to_path);
+  if (r < 0) return throw_errno(env, err, "move_mount");
+  return undefined(env);
+}
+
+/* mount(source, target, fstype, flags, data): the classic call, the fallback
+ * when the new API is missing. Flags are passed as a double to keep all 32 bits. */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  char *source = NULL, *target = NULL, *fstype = NULL, *data = NULL;
+  uint32_t flags;
+  int bad = arg_string(env, argv[0], &source, 1) || arg_string(env, argv[1], &target, 0) ||
+            arg_string(env, argv[2], &fstype, 1) || arg_uint(env, argv[3], &flags) ||
+            arg_string(env, argv[4], &data, 1);
+  int r = -1, err = 0;
+  if (!bad) {
+    r = mount(source, target, fstype, flags, data);
+    err = errno;
+  }
+  free(source);
+  free(target);
+  free(fstype);
+  free(data);
+  if (bad) return NULL;
+  if (r < 0) return throw_errno(env, err, "mount");
+  return undefined(env);
+}
+
+/* umount2(target, flags) */
+static napi_value js_umount2(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  char *target;
+  int32_t flags;
+  if (arg_string(env, argv[0], &target, 0) || arg_int(env, argv[1], &flags)) return NULL;
+  int r = umount2(target, flags);
+  int err = errno;
+  free(target);
+  if (r < 0) return throw_errno(env, err, "umount2");
+  return undefined(env);
+}
+
+/* ------------------------------------------------------------------ execve */
+
+static char **string_array(napi_env env, napi_value arr) {
+  uint32_t n;
+  if (napi_get_array_length(env, arr, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected an array of strings");
+    return NULL;
+  }
+  char **out = calloc(n + 1, sizeof *out);
+  if (!out) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    napi_get_element(env, arr, i, &v);
+    if (arg_string(env, v, &out[i], 0)) {
+      for (uint32_t j = 0; j < i; j++) free(out[j]);
+      free(out);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+static void free_string_array(char **a) {
+  if (!a) return;
+  for (char **p = a; *p; p++) free(*p);
+  free(a);
+}
+
+/* execve(path, argv, envp): does not return on success. */
+static napi_value js_execve(napi_env env, napi_callback_info info) {
+  GET_ARGS(3);
+  char *path;
+  if (arg_string(env, argv[0], &path, 0)) return NULL;
+  char **args = string_array(env, argv[1]);
+  char **envp = args ? string_array(env, argv[2]) : NULL;
+  int err = EINVAL;
+  if (args && envp) {
+    execve(path, args, envp);
+    err = errno;
+  }
+  free(path);
+  free_string_array(args);
+  free_string_array(envp);
+  return throw_errno(env, err, "execve");
+}
+
+/* ------------------------------------------------------------------- init */
+
+static napi_value init(napi_env env, napi_value exports) {
+  const napi_property_descriptor props[] = {
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+      FN("socketSeqpacket", js_socket_seqpacket),
+      FN("socketpairSeqpacket", js_socketpair_seqpacket),
+      FN("connect", js_connect),
+      FN("bind", js_bind),
+      FN("listen", js_listen),
+      FN("accept", js_accept),
+      FN("sendMsg", js_send_msg),
+      FN("recvMsg", js_recv_msg),
+      FN("peerCred", js_peer_cred),
+      FN("sendDatagram", js_send_datagram),
+      FN("memfdCreate", js_memfd_create),
+      FN("setfsuid", js_setfsuid),
+      FN("setfsgid", js_setfsgid),
+      FN("openAs", js_open_as),
+      FN("cloexec", js_cloexec),
+      FN("dup3", js_dup3),
+      FN("fsopen", js_fsopen),
+      FN("fsconfig", js_fsconfig),
+      FN("fsmount", js_fsmount),
+      FN("moveMount", js_move_mount),
+      FN("mount", js_mount),
+      FN("umount2", js_umount2),
+      FN("execve", js_execve),
+#undef FN
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+    return NULL;
+  return exports;
+}
+
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,131 @@
+/**
+ * Structured logging to the systemd journal over its native protocol: one
+ * datagram per entry to /run/systemd/journal/socket, made of `KEY=value\n`
+ * fields (DESIGN.md §4). fusegate's own fields are upper-case and start with
+ * FUSEGATE_, so an administrator can ask
+ * `journalctl SYSLOG_IDENTIFIER=fusegate FUSEGATE_RULE=usb-sandbox`.
+ *
+ * Where no journal listens (a container without systemd, a rescue shell) the
+ * entry goes to stderr instead, as one readable line, so nothing is lost.
+ */
+import * as fs from 'node:fs';
+import { sendDatagram, SyscallError } from '../native';
+
+export const JOURNAL_SOCKET = '/run/systemd/journal/socket';
+
+/** syslog priorities, as journald stores them in PRIORITY= */
+export const Priority = {
+  EMERG: 0,
+  ALERT: 1,
+  CRIT: 2,
+  ERR: 3,
+  WARNING: 4,
+  NOTICE: 5,
+  INFO: 6,
+  DEBUG: 7,
+} as const;
+export type PriorityValue = (typeof Priority)[keyof typeof Priority];
+
+export type FieldValue = string | number | boolean | undefined | null;
+export type Fields = Record<string, FieldValue>;
+
+const FIELD_NAME = /^[A-Z0-9][A-Z0-9_]*$/;
+
+/**
+ * Serializes one entry. Values with a newline use the binary form
+ * (name, '\n', 64-bit little-endian length, value, '\n'); all others the text
+ * form. Field names that journald would drop are refused here instead, so a
+ * typo shows up in tests rather than as a silently missing field.
+ */
+export function serializeEntry(fields: Fields): Buffer {
+  const parts: Buffer[] = [];
+  for (const [name, raw] of Object.entries(fields)) {
+    if (raw === undefined || raw === null) continue;
+    if (!FIELD_NAME.test(name)) throw new Error(`invalid journal field name '${name}'`);
+    const value = Buffer.from(String(raw), 'utf8');
+    if (value.includes(0x0a)) {
+      const len = Buffer.alloc(8);
+      len.writeBigUInt64LE(BigInt(value.length));
+      parts.push(Buffer.from(name + '\n'), len, value, Buffer.from('\n'));
+    } else {
+      parts.push(Buffer.from(name + '='), value, Buffer.from('\n'));
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+export interface LoggerOptions {
+  /** SYSLOG_IDENTIFIER of every entry */
+  identifier: string;
+  /** the journal's socket; FUSEGATE_JOURNAL_SOCKET overrides it for tests */
+  socketPath?: string;
+  /** where entries go when no journal listens */
+  fallback?: 'stderr' | 'silent';
+}
+
+export class Logger {
+  private readonly socketPath: string;
+  private journalMissing = false;
+
+  constructor(private readonly opts: LoggerOptions) {
+    this.socketPath = opts.socketPath ?? process.env.FUSEGATE_JOURNAL_SOCKET ?? JOURNAL_SOCKET;
+  }
+
+  /** Logs one entry; never throws, because logging must not break a mount. */
+  log(priority: PriorityValue, message: string, fields: Fields = {}): void {
+    const entry: Fields = {
+      MESSAGE: message,
+      PRIORITY: priority,
+      SYSLOG_IDENTIFIER: this.opts.identifier,
+      SYSLOG_PID: process.pid,
+      ...fields,
+    };
+    if (!this.journalMissing && this.sendToJournal(entry)) return;
+    if (this.opts.fallback !== 'silent') this.writeToStderr(message, fields);
+  }
+
+  info(message: string, fields?: Fields): void {
+    this.log(Priority.INFO, message, fields);
+  }
+  notice(message: string, fields?: Fields): void {
+    this.log(Priority.NOTICE, message, fields);
+  }
+  warning(message: string, fields?: Fields): void {
+    this.log(Priority.WARNING, message, fields);
+  }
+  error(message: string, fields?: Fields): void {
+    this.log(Priority.ERR, message, fields);
+  }
+  debug(message: string, fields?: Fields): void {
+    this.log(Priority.DEBUG, message, fields);
+  }
+
+  private sendToJournal(entry: Fields): boolean {
+    try {
+      sendDatagram(this.socketPath, serializeEntry(entry));
+      return true;
+    } catch (err) {
+      // No journal here: remember it, so later entries skip straight to stderr.
+      if (err instanceof SyscallError && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')) {
+        this.journalMissing = true;
+      }
+      return false;
+    }
+  }
+
+  private writeToStderr(message: string, fields: Fields): void {
+    const extra = Object.entries(fields)
+      .filter(([, v]) => v !== undefined && v !== null)
+      .map(([k, v]) => `${k}=${JSON.stringify(String(v))}`)
+      .join(' ');
+    try {
+      fs.writeSync(2, `${this.opts.identifier}[${process.pid}]: ${message}${extra ? ' ' + extra : ''}\n`);
+    } catch {
+      // stderr closed: there is nowhere left to report to
+    }
+  }
+}
+
+export function createLogger(opts: LoggerOptions): Logger {
+  return new Logger(opts);
+}

@@ -1,0 +1,307 @@
+/**
+ * Typed access to fusegate's native addon (fusegate_native.c): the Linux
+ * syscalls Node.js lacks. Every function here is a thin wrapper; failures are
+ * thrown as `SyscallError` with the errno name in `code`, so callers can test
+ * `err.code === 'ENOENT'` exactly as they would for Node's own fs errors.
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+/** A failed syscall: `code` is the errno name, `syscall` what was called. */
+export class SyscallError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly errno: number,
+    readonly syscall: string,
+  ) {
+    super(message);
+    this.name = 'SyscallError';
+  }
+}
+
+/** One message as the kernel delivered it, before any protocol rule is applied. */
+export interface ReceivedMessage {
+  /** the bytes received (at most the capacity asked for) */
+  data: Buffer;
+  /** every fd that arrived with it, already O_CLOEXEC; the caller owns them */
+  fds: number[];
+  /** MSG_TRUNC: the message was longer than the capacity and was cut */
+  truncated: boolean;
+  /** MSG_CTRUNC: more fds were sent than fit; the extra ones were dropped */
+  controlTruncated: boolean;
+}
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+interface NativeAddon {
+  socketSeqpacket(): number;
+  socketpairSeqpacket(): [number, number];
+  connect(fd: number, path: string): Promise<number>;
+  bind(fd: number, path: string): void;
+  listen(fd: number, backlog: number): void;
+  accept(fd: number, timeoutMs: number): Promise<number>;
+  sendMsg(fd: number, data: Buffer, passFd: number, timeoutMs: number): Promise<number>;
+  recvMsg(fd: number, capacity: number, timeoutMs: number): Promise<ReceivedMessage>;
+  peerCred(fd: number): PeerCredentials;
+  sendDatagram(path: string, data: Buffer): number;
+  memfdCreate(name: string, flags: number): number;
+  setfsuid(uid: number): number;
+  setfsgid(gid: number): number;
+  openAs(path: string, flags: number, mode: number, fsuid: number, fsgid: number): number;
+  cloexec(fd: number, set?: boolean): boolean;
+  dup3(oldfd: number, newfd: number, flags: number): number;
+  fsopen(fsname: string, flags: number): number;
+  fsconfig(fd: number, cmd: number, key: string | null, value: string | null, aux: number): void;
+  fsmount(fd: number, flags: number, attrFlags: number): number;
+  moveMount(fromFd: number, fromPath: string, toFd: number, toPath: string, flags: number): void;
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  umount2(target: string, flags: number): void;
+  execve(file: string, argv: string[], envp: string[]): never;
+}
+
+/**
+ * The addon is found relative to the package root, which is two folders up
+ * from this file when run from source (vitest) and three when compiled into
+ * dist/. Loading it lazily keeps processes that never need it (policy check)
+ * from paying for the dlopen.
+ */
+let addon: NativeAddon | undefined;
+function native(): NativeAddon {
+  if (addon) return addon;
+  const candidates = [
+    path.join(__dirname, '..', '..', 'build', 'Release', 'fusegate_native.node'),
+    path.join(__dirname, '..', '..', '..', 'build', 'Release', 'fusegate_native.node'),
+  ];
+  const found = candidates.find((p) => fs.existsSync(p));
+  if (!found) {
+    throw new Error(
+      `fusegate's native addon is not built (looked for ${candidates.join(', ')}); run 'npm ci' or 'npm rebuild'`,
+    );
+  }
+  addon = require(found) as NativeAddon;
+  return addon;
+}
+
+function isErrnoError(err: unknown): err is Error & { code: string; errno: number; syscall: string } {
+  return err instanceof Error && typeof (err as { errno?: unknown }).errno === 'number';
+}
+
+function convert(err: unknown): unknown {
+  if (isErrnoError(err)) return new SyscallError(err.message, err.code, err.errno, err.syscall);
+  return err;
+}
+
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw convert(err);
+  }
+}
+
+async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw convert(err);
+  }
+}
+
+/** No timeout: wait as long as it takes. */
+export const FOREVER = -1;
+
+// ------------------------------------------------------------------ sockets
+
+/** A new AF_UNIX SOCK_SEQPACKET socket with O_CLOEXEC. */
+export function socketSeqpacket(): number {
+  return call(() => native().socketSeqpacket());
+}
+
+/** A connected pair of SOCK_SEQPACKET sockets, both O_CLOEXEC. */
+export function socketpairSeqpacket(): [number, number] {
+  return call(() => native().socketpairSeqpacket());
+}
+
+export async function connect(fd: number, socketPath: string): Promise<void> {
+  await callAsync(() => native().connect(fd, socketPath));
+}
+
+export function bind(fd: number, socketPath: string): void {
+  call(() => native().bind(fd, socketPath));
+}
+
+export function listen(fd: number, backlog: number): void {
+  call(() => native().listen(fd, backlog));
+}
+
+/** Accepts one connection; the new fd has O_CLOEXEC. Rejects ETIMEDOUT. */
+export function accept(fd: number, timeoutMs: number = FOREVER): Promise<number> {
+  return callAsync(() => native().accept(fd, timeoutMs));
+}
+
+/**
+ * Sends one message, with at most one fd. A zero-length SEQPACKET message
+ * reads as end-of-file at the other end, so it is refused here.
+ */
+export function sendMessage(fd: number, data: Buffer, passFd?: number, timeoutMs: number = FOREVER): Promise<number> {
+  if (data.length === 0) {
+    return Promise.reject(new SyscallError('sendmsg: refusing to send an empty message', 'EINVAL', 22, 'sendmsg'));
+  }
+  return callAsync(() => native().sendMsg(fd, data, passFd ?? -1, timeoutMs));
+}
+
+/**
+ * Receives one message into a buffer of `capacity` bytes. Rejects ETIMEDOUT
+ * when nothing arrives in time. A 0-byte result means the peer hung up.
+ */
+export function receiveMessage(fd: number, capacity: number, timeoutMs: number = FOREVER): Promise<ReceivedMessage> {
+  return callAsync(() => native().recvMsg(fd, capacity, timeoutMs));
+}
+
+/** Who is at the other end of a connected unix socket (SO_PEERCRED). */
+export function peerCredentials(fd: number): PeerCredentials {
+  return call(() => native().peerCred(fd));
+}
+
+/** One non-blocking datagram to a unix socket path ('@name' is abstract). */
+export function sendDatagram(socketPath: string, data: Buffer): number {
+  return call(() => native().sendDatagram(socketPath, data));
+}
+
+// ------------------------------------------------------------- fds and files
+
+export const MFD_CLOEXEC = 0x0001;
+export const MFD_ALLOW_SEALING = 0x0002;
+
+export function memfdCreate(name: string, flags: number = MFD_CLOEXEC): number {
+  return call(() => native().memfdCreate(name, flags));
+}
+
+/** Sets this thread's filesystem uid; returns the previous one. */
+export function setfsuid(uid: number): number {
+  return native().setfsuid(uid);
+}
+
+/** Sets this thread's filesystem gid; returns the previous one. */
+export function setfsgid(gid: number): number {
+  return native().setfsgid(gid);
+}
+
+/**
+ * Opens `file` with the filesystem rights of `ids` (fsuid/fsgid), O_CLOEXEC
+ * always added, and restores the process's own ids before returning.
+ */
+export function openAs(file: string, flags: number, mode: number, ids: { uid: number; gid: number }): number {
+  return call(() => native().openAs(file, flags, mode, ids.uid, ids.gid));
+}
+
+export function isCloexec(fd: number): boolean {
+  return call(() => native().cloexec(fd));
+}
+
+export function setCloexec(fd: number, on: boolean): void {
+  call(() => native().cloexec(fd, on));
+}
+
+/** dup3(2); without O_CLOEXEC in flags, newfd survives execve. */
+export function dup3(oldfd: number, newfd: number, flags = 0): number {
+  return call(() => native().dup3(oldfd, newfd, flags));
+}
+
+// -------------------------------------------------------------------- mount
+
+export const FSOPEN_CLOEXEC = 0x1;
+export const FSMOUNT_CLOEXEC = 0x1;
+
+export const FSCONFIG = {
+  SET_FLAG: 0,
+  SET_STRING: 1,
+  SET_BINARY: 2,
+  SET_PATH: 3,
+  SET_PATH_EMPTY: 4,
+  SET_FD: 5,
+  CMD_CREATE: 6,
+  CMD_RECONFIGURE: 7,
+} as const;
+
+export const MOUNT_ATTR = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  RELATIME: 0x0,
+  NOATIME: 0x10,
+  STRICTATIME: 0x20,
+  NODIRATIME: 0x80,
+} as const;
+
+export const MOVE_MOUNT = {
+  F_SYMLINKS: 0x1,
+  F_AUTOMOUNTS: 0x2,
+  F_EMPTY_PATH: 0x4,
+  T_SYMLINKS: 0x10,
+  T_AUTOMOUNTS: 0x20,
+  T_EMPTY_PATH: 0x40,
+} as const;
+
+/** mount(2) flags, as in <sys/mount.h>. */
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  SYNCHRONOUS: 16,
+  REMOUNT: 32,
+  MANDLOCK: 64,
+  DIRSYNC: 128,
+  NOSYMFOLLOW: 256,
+  NOATIME: 1024,
+  NODIRATIME: 2048,
+  BIND: 4096,
+  MOVE: 8192,
+  REC: 16384,
+  SILENT: 32768,
+  RELATIME: 1 << 21,
+  STRICTATIME: 1 << 24,
+  LAZYTIME: 1 << 25,
+} as const;
+
+export const MNT_FORCE = 1;
+export const MNT_DETACH = 2;
+export const UMOUNT_NOFOLLOW = 8;
+
+export function fsopen(fsname: string, flags: number = FSOPEN_CLOEXEC): number {
+  return call(() => native().fsopen(fsname, flags));
+}
+
+export function fsconfig(fd: number, cmd: number, key: string | null = null, value: string | null = null, aux = 0): void {
+  call(() => native().fsconfig(fd, cmd, key, value, aux));
+}
+
+export function fsmount(fd: number, flags: number, attrFlags: number): number {
+  return call(() => native().fsmount(fd, flags, attrFlags));
+}
+
+export function moveMount(fromFd: number, fromPath: string, toFd: number, toPath: string, flags: number): void {
+  call(() => native().moveMount(fromFd, fromPath, toFd, toPath, flags));
+}
+
+export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void {
+  call(() => native().mount(source, target, fstype, flags, data));
+}
+
+export function umount2(target: string, flags = 0): void {
+  call(() => native().umount2(target, flags));
+}
+
+// ------------------------------------------------------------------- execve
+
+/** Replaces this process. Returns only by throwing. */
+export function execve(file: string, argv: string[], envp: string[]): never {
+  return call(() => native().execve(file, argv, envp));
+}
