@@ -112,3 +112,18 @@ export function findBackend(name: string): Backend | undefined {
 export function backendsForType(fsType: string): Backend[] {
   return BACKENDS.filter((b) => b.types.some((t) => t.type === fsType));
 }
+
+/** Where backend sockets live (DESIGN.md §2); FUSEGATE_SOCKET_DIR overrides it for tests. */
+export function socketDir(): string {
+  return process.env.FUSEGATE_SOCKET_DIR ?? '/run/filesystems';
+}
+
+/**
+ * The socket a backend listens on for one filesystem type. fusegate's own
+ * adapters listen under the backend's name; servers that speak libfuse's
+ * protocol themselves listen under the type they serve (e2fsprogs' fuse4fs
+ * installs ext2, ext3 and ext4 sockets).
+ */
+export function socketPath(backend: Backend, fsType: string): string {
+  return `${socketDir()}/${backend.delivery === 'native-service' ? fsType : backend.name}`;
+}

@@ -4,8 +4,10 @@
  * Layout (all integers big-endian u32):
  *   magic "ARGS", argc, then argc × {pos, len}, then the strings.
  * `pos` is the byte offset of a string within the memfd and `len` its length
- * without the NUL that must follow it. argv[0] is the subtype; `-t X` is
- * already removed.
+ * including its NUL, as libfuse's mount helper writes it. argv[0] is the
+ * subtype; `-t X` is already removed. libfuse's helper reserves table slots
+ * for the `-t X` pair it drops, so its strings may start after a gap of zero
+ * bytes: the decoder follows `pos` and never assumes the strings are packed.
  */
 import { isUtf8 } from 'node:buffer';
 import * as fs from 'node:fs';
@@ -29,7 +31,7 @@ export function encodeArgv(args: readonly string[]): Buffer {
   let pos = tableEnd;
   strings.forEach((s, i) => {
     buf.writeUInt32BE(pos, HEADER + ENTRY * i);
-    buf.writeUInt32BE(s.length - 1, HEADER + ENTRY * i + 4);
+    buf.writeUInt32BE(s.length, HEADER + ENTRY * i + 4);
     s.copy(buf, pos);
     pos += s.length;
   });
@@ -51,10 +53,12 @@ export function decodeArgv(buf: Buffer): string[] {
   for (let i = 0; i < argc; i++) {
     const pos = buf.readUInt32BE(HEADER + ENTRY * i);
     const len = buf.readUInt32BE(HEADER + ENTRY * i + 4);
-    // Strings live after the table and end with a NUL inside the memfd.
-    if (pos < tableEnd || pos + len >= buf.length) bad(`argv[${i}] (pos ${pos}, len ${len}) lies outside the string area`);
-    if (buf[pos + len] !== 0) bad(`argv[${i}] is not NUL-terminated`);
-    const s = buf.subarray(pos, pos + len);
+    // Strings live after the table; each one's last byte (counted in len) is its NUL.
+    if (len === 0 || pos < tableEnd || pos + len > buf.length) {
+      bad(`argv[${i}] (pos ${pos}, len ${len}) lies outside the string area`);
+    }
+    if (buf[pos + len - 1] !== 0) bad(`argv[${i}] is not NUL-terminated`);
+    const s = buf.subarray(pos, pos + len - 1);
     if (s.includes(0)) bad(`argv[${i}] contains a NUL byte`);
     if (!isUtf8(s)) bad(`argv[${i}] is not valid UTF-8`);
     args.push(s.toString('utf8'));

@@ -118,24 +118,41 @@ describe('protocol golden vectors', () => {
   }
 });
 
-describe('argv memfd golden vector', () => {
-  // ["fuse2fs", "/dev/loop0", "/mnt"]: header 8 bytes, table 3×8 = 24, strings from offset 32.
-  const bytes = hex(`
+describe('argv memfd golden vectors', () => {
+  // Our helper's layout for ["fuse2fs", "/dev/loop0", "/mnt"]: header 8 bytes,
+  // table 3×8 = 24, strings packed from offset 32; len counts the NUL.
+  const packed = hex(`
     41524753 00000003
-    00000020 00000007
-    00000028 0000000a
-    00000033 00000004
+    00000020 00000008
+    00000028 0000000b
+    00000033 00000005
     6675736532667300
     2f6465762f6c6f6f703000
     2f6d6e7400`);
   const args = ['fuse2fs', '/dev/loop0', '/mnt'];
 
   it('encodes', () => {
-    expect(encodeArgv(args).toString('hex')).toBe(bytes.toString('hex'));
+    expect(encodeArgv(args).toString('hex')).toBe(packed.toString('hex'));
   });
   it('decodes', () => {
-    expect(decodeArgv(bytes)).toEqual(args);
+    expect(decodeArgv(packed)).toEqual(args);
   });
+
+  // libfuse's fuservicemount3 for `fuservicemount3 /dev/sdb1 /mnt -t fuse.ext4 -o ro`:
+  // it reserves slots for all 7 of its arguments and writes 5, leaving a
+  // 16-byte gap before the strings (libfuse util/mount_service.c,
+  // mount_service_capture_args).
+  const upstream = hex(`
+    41524753 00000005 00000040 00000005
+    00000045 0000000a 0000004f 00000005
+    00000054 00000003 00000057 00000003
+    00000000 00000000 00000000 00000000
+    6578743400 2f6465762f7364623100 2f6d6e7400 2d6f00 726f00`);
+  it('decodes the argv memfd libfuse writes, gap included', () => {
+    expect(upstream).toHaveLength(90);
+    expect(decodeArgv(upstream)).toEqual(['ext4', '/dev/sdb1', '/mnt', '-o', 'ro']);
+  });
+
   it('decodes an empty argv', () => {
     expect(decodeArgv(hex('41524753 00000000'))).toEqual([]);
   });

@@ -73,12 +73,13 @@ describe('argv memfd decoder rules', () => {
     ['wrong magic', '41524758 00000000'],
     ['short header', '415247'],
     ['argc larger than the table space', '41524753 00000002 00000010 00000000'],
-    ['string inside the table', '41524753 00000001 00000004 00000001 6100'],
+    ['string inside the table', '41524753 00000001 00000004 00000002 6100'],
     ['string past the end', '41524753 00000001 00000010 00000005 6100'],
-    ['string without NUL', '41524753 00000001 00000010 00000001 6162'],
-    ['string with embedded NUL', '41524753 00000001 00000010 00000003 61006200'],
+    ['zero-length entry (no room for its NUL)', '41524753 00000001 00000010 00000000 6100'],
+    ['string without NUL', '41524753 00000001 00000010 00000002 6162'],
+    ['string with embedded NUL', '41524753 00000001 00000010 00000004 61006200'],
     ['absurd argc', '41524753 ffffffff'],
-    ['string not UTF-8', '41524753 00000001 00000010 00000001 ff00'],
+    ['string not UTF-8', '41524753 00000001 00000010 00000002 ff00'],
   ];
   for (const [name, bytes] of bad) {
     it(`rejects ${name}`, () => {

@@ -1,0 +1,125 @@
+/**
+ * Everything the helper knows about one mount, gathered in one place before
+ * it acts (as util-linux libmount's context): the command line, who called,
+ * the pinned source and mountpoint, the facts, the policy and its decision.
+ * Authorization is decided here, by the policy; the mechanisms in
+ * kernel-mount.ts and service-session.ts only carry it out.
+ */
+import * as fs from 'node:fs';
+import { BACKENDS, findBackend, socketPath } from '../lib/backends';
+import { FusegateError, MountExit } from '../lib/errors';
+import { decide, resolveFallback } from '../policy/decide';
+import { gatherFacts } from '../policy/facts';
+import { loadPolicyForMount, type PolicyError } from '../policy/load';
+import type { Decision, Facts, Policy } from '../policy/types';
+import type { HelperArgs } from './args';
+import { assertStillPinned, pinMountpoint, pinSource, type Caller, type Pinned } from './pins';
+
+export interface MountContext {
+  args: HelperArgs;
+  caller: Caller;
+  source: Pinned;
+  mountpoint: Pinned;
+  facts: Facts;
+  policy: Policy;
+  /** set when the policy file could not be loaded and the fail-closed policy decided */
+  policyError: PolicyError | null;
+  /** the decision after availability was taken into account */
+  decision: Decision;
+  /** for the fuse action: the socket of the chosen backend */
+  socket: string | null;
+}
+
+export function callerOf(): Caller {
+  return { uid: process.getuid!(), gid: process.getgid!(), groups: process.getgroups!() };
+}
+
+/**
+ * Refuses callers who are not root. A privileged broker for ordinary users
+ * is future work; until then an administrator mounts for them (fstab with
+ * `user` goes through mount(8), which calls us as root).
+ */
+export function requireRoot(caller: Caller): void {
+  if (caller.uid !== 0 || process.geteuid!() !== 0) {
+    throw new FusegateError('only root may mount through fusegate for now', {
+      hint: 'ask an administrator to add an /etc/fstab line for this device, or to mount it with udisksctl',
+      exitCode: MountExit.USAGE,
+    });
+  }
+}
+
+function kernelHasDriver(fsType: string): boolean {
+  const listed = fs
+    .readFileSync('/proc/filesystems', 'utf8')
+    .split('\n')
+    .some((l) => l.split('\t').pop() === fsType);
+  if (listed) return true;
+  // Not loaded yet: a module on disk will be loaded by the mount itself.
+  try {
+    const release = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+    return fs.existsSync(`/lib/modules/${release}/kernel/fs/${fsType}`);
+  } catch {
+    return false;
+  }
+}
+
+/** Backends whose socket exists now, for the probed type. */
+function availableBackends(fsType: string | null): string[] {
+  if (fsType === null) return [];
+  return BACKENDS.filter((b) => {
+    try {
+      return fs.statSync(socketPath(b, fsType)).isSocket();
+    } catch {
+      return false;
+    }
+  }).map((b) => b.name);
+}
+
+export function buildContext(args: HelperArgs, caller: Caller): MountContext {
+  const source = pinSource(args.source, caller);
+  let mountpoint: Pinned | undefined;
+  try {
+    mountpoint = pinMountpoint(args.mountpoint, caller);
+    const facts = gatherFacts({
+      source: args.source,
+      mountpoint: args.mountpoint,
+      requestedType: args.requestedType,
+      options: args.options,
+      caller,
+    }, process.env.FUSEGATE_FSTAB ? { fstab: process.env.FUSEGATE_FSTAB } : {});
+    assertStillPinned(args.source, source, 'source');
+    const { policy, error } = loadPolicyForMount();
+    const fsType = facts.type.value;
+    const decision = resolveFallback(decide(policy, facts), {
+      fuse: fs.existsSync('/dev/fuse'),
+      backends: availableBackends(fsType),
+      kernel: fsType !== null && kernelHasDriver(fsType),
+    });
+    const backend = decision.action === 'fuse' && decision.backend ? findBackend(decision.backend) : undefined;
+    return {
+      args,
+      caller,
+      source,
+      mountpoint,
+      facts,
+      policy,
+      policyError: error,
+      decision,
+      socket: backend && fsType ? socketPath(backend, fsType) : null,
+    };
+  } catch (err) {
+    fs.closeSync(source.fd);
+    if (mountpoint) fs.closeSync(mountpoint.fd);
+    throw err;
+  }
+}
+
+export function releaseContext(ctx: MountContext): void {
+  for (const fd of [ctx.source.fd, ctx.mountpoint.fd]) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Pinning: the helper opens SOURCE and DIR once, as the caller, before it
+ * asks the policy anything, and from then on works only through those fds.
+ * A path swapped for a symlink or another device after the policy looked at
+ * it can then not change what is opened or where the mount lands.
+ */
+import * as fs from 'node:fs';
+import { FusegateError, MountExit } from '../lib/errors';
+import * as native from '../lib/native';
+
+const O_PATH = 0o10000000;
+
+export interface Pinned {
+  fd: number;
+  stat: fs.Stats;
+}
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
+function pin(file: string, caller: Caller, what: string): Pinned {
+  let fd: number;
+  try {
+    fd = native.openAs(file, O_PATH, 0, caller);
+  } catch (err) {
+    const code = err instanceof native.SyscallError ? err.code : 'EIO';
+    const hint =
+      code === 'ENOENT' ? `check that ${what} ${file} exists` : code === 'EACCES' ? `you may not access ${file}` : undefined;
+    throw new FusegateError(`cannot open ${what} ${file}: ${(err as Error).message}`, {
+      hint,
+      exitCode: MountExit.FAILURE,
+    });
+  }
+  return { fd, stat: fs.fstatSync(fd) };
+}
+
+export function pinSource(source: string, caller: Caller): Pinned {
+  const p = pin(source, caller, 'source');
+  if (!p.stat.isBlockDevice() && !p.stat.isFile()) {
+    fs.closeSync(p.fd);
+    throw new FusegateError(`${source} is neither a block device nor an image file`, { exitCode: MountExit.FAILURE });
+  }
+  return p;
+}
+
+export function pinMountpoint(dir: string, caller: Caller): Pinned {
+  const p = pin(dir, caller, 'mountpoint');
+  if (!p.stat.isDirectory() && !p.stat.isFile()) {
+    fs.closeSync(p.fd);
+    throw new FusegateError(`mountpoint ${dir} is neither a directory nor a regular file`, { exitCode: MountExit.FAILURE });
+  }
+  return p;
+}
+
+/** Throws if `file` no longer names the pinned inode (it was swapped while we looked). */
+export function assertStillPinned(file: string, pinned: Pinned, what: string): void {
+  const now = fs.statSync(file);
+  const same = now.dev === pinned.stat.dev && now.ino === pinned.stat.ino && now.rdev === pinned.stat.rdev;
+  if (!same) {
+    throw new FusegateError(`${what} ${file} changed while fusegate was checking it; refusing to mount`, {
+      hint: 'something is replacing the path under mount; try again and investigate',
+      exitCode: MountExit.FAILURE,
+    });
+  }
+}

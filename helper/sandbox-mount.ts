@@ -1,0 +1,136 @@
+/**
+ * The sandbox path: connect to the chosen backend's socket (systemd starts a
+ * fresh sandboxed service instance for the connection), hold the protocol
+ * conversation, then confirm the new mount answers. Any failure after the
+ * mount was made tears it down, so mount(8) never leaves a half-made mount.
+ */
+import * as fs from 'node:fs';
+import { FusegateError, MountExit } from '../lib/errors';
+import * as native from '../lib/native';
+import { MS } from '../lib/native';
+import { Channel, ProtocolError } from '../lib/protocol';
+import type { MountContext } from './context';
+import { abortAndDetach } from './fuse-mount';
+import { ServiceFailed, ServiceSession, type SessionEvent, type SessionResult } from './service-session';
+
+/** mount options that the policy can force, as MS_* flags */
+const FORCEABLE_FLAGS: Record<string, number> = {
+  ro: MS.RDONLY,
+  nosuid: MS.NOSUID,
+  nodev: MS.NODEV,
+  noexec: MS.NOEXEC,
+  noatime: MS.NOATIME,
+  nodiratime: MS.NODIRATIME,
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+  nosymfollow: MS.NOSYMFOLLOW,
+};
+
+export function forcedMsFlags(options: readonly string[]): number {
+  return options.reduce((flags, o) => flags | (FORCEABLE_FLAGS[o] ?? 0), 0);
+}
+
+export interface SandboxOutcome {
+  result: SessionResult;
+  /** the systemd unit that served the connection, from the peer's cgroup */
+  unit: string | null;
+  peerPid: number | null;
+}
+
+export class SandboxMountError extends FusegateError {
+  constructor(
+    message: string,
+    readonly unit: string | null,
+    cause?: unknown,
+  ) {
+    super(message, {
+      hint: unit ? `see the service's log: journalctl -u ${unit}` : 'see the service log: journalctl -u "<backend>@*"',
+      exitCode: MountExit.FAILURE,
+      cause,
+    });
+  }
+}
+
+/**
+ * The service instance systemd started for our connection. SO_PEERCRED names
+ * whoever listened (systemd itself), so it cannot tell; but systemd names
+ * Accept=yes instances `<backend>@<n>-<client pid>-<client uid>.service`.
+ */
+export function unitOfConnection(backend: string, uid: number, cgroupRoot = '/sys/fs/cgroup/system.slice'): string | null {
+  const suffix = `-${process.pid}-${uid}.service`;
+  try {
+    const slice = `${cgroupRoot}/system-${backend.replace(/-/g, '\\x2d')}.slice`;
+    return fs.readdirSync(slice).find((d) => d.startsWith(`${backend}@`) && d.endsWith(suffix)) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** statfs() of the new mount, with a limit: a hung server must not hang mount(8). */
+async function confirmAnswers(mountpoint: string, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the new mount did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([fs.promises.statfs(mountpoint), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export async function sandboxMount(
+  ctx: MountContext,
+  deadline: number,
+  onEvent: (e: SessionEvent) => void,
+): Promise<SandboxOutcome> {
+  const { args, decision } = ctx;
+  if (!ctx.socket || !decision.backend) throw new FusegateError('internal: sandbox path without a backend', { exitCode: MountExit.INTERNAL });
+  const rule = ctx.policy.rules.find((r) => r.name === decision.rule);
+  const fd = native.socketSeqpacket();
+  const channel = new Channel(fd, 'helper');
+  let unit: string | null = null;
+  let session: ServiceSession | undefined;
+  try {
+    try {
+      await native.connect(fd, ctx.socket);
+    } catch (err) {
+      throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
+    }
+    const peer = native.peerCredentials(fd);
+    unit = unitOfConnection(decision.backend, ctx.caller.uid);
+    session = new ServiceSession(
+      channel,
+      {
+        backend: decision.backend,
+        source: args.source,
+        mountpoint: args.mountpoint,
+        options: decision.finalOptions,
+        sourceFd: ctx.source.fd,
+        sourceIsBlock: ctx.source.stat.isBlockDevice(),
+        mountpointFd: ctx.mountpoint.fd,
+        caller: ctx.caller,
+        forcedMsFlags: forcedMsFlags(decision.finalOptions),
+        refusedOptions: rule?.refuseOptions ?? ctx.policy.defaults.refuseOptions,
+        readOnly: decision.readOnly,
+        deadline,
+      },
+      onEvent,
+    );
+    const result = await session.run();
+    await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));
+    return { result, unit, peerPid: peer.pid };
+  } catch (err) {
+    if (session?.mount) abortAndDetach(args.mountpoint, session.mount.device);
+    if (err instanceof SandboxMountError) throw err;
+    const why =
+      err instanceof ServiceFailed
+        ? err.message
+        : err instanceof ProtocolError
+          ? err.message
+          : `the mount failed: ${(err as Error).message}`;
+    throw new SandboxMountError(why, unit, err);
+  } finally {
+    channel.close();
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The helper's sandbox path against a real socket (systemd-socket-activate
+ * standing in for systemd) and an independent fake service
+ * (test/support/fake_service.py), with real /dev/fuse, loop devices and
+ * kernel mounts. The helper runs in-process so the test can count its fds.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runHelper } from '../../helper/main';
+import { startActivator, type Activator } from '../support/activator';
+import { attachLoop, hasRealDevices, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
+import { mountsAt, pidsWithArg, unmountAll, utabLine, waitFor } from '../support/mounts';
+
+const canRun = hasRealDevices();
+if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
+  throw new Error('helper tests need root, /dev/fuse and loop devices, and CI requires them');
+}
+
+const FAKE = path.resolve(__dirname, '../support/fake_service.py');
+
+describe.skipIf(!canRun)('helper sandbox path', () => {
+  let dir: string;
+  let loop: string;
+  let mnt: string;
+  let sockets: string;
+  let fakeLog: string;
+  let activator: Activator | undefined;
+  const savedEnv = { ...process.env };
+
+  beforeAll(() => {
+    dir = tempDir();
+    loop = attachLoop(makeImage(dir, 'ext4', 16));
+    mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt);
+    sockets = path.join(dir, 'sockets');
+    fs.mkdirSync(sockets);
+    fakeLog = path.join(dir, 'fake.log');
+    process.env.FUSEGATE_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
+    process.env.FUSEGATE_SOCKET_DIR = sockets;
+    process.env.FUSEGATE_FSTAB = path.join(dir, 'fstab');
+    fs.writeFileSync(process.env.FUSEGATE_FSTAB, '');
+  });
+
+  afterEach(async () => {
+    unmountAll(mnt);
+    await activator?.stop();
+    activator = undefined;
+    fs.rmSync(fakeLog, { force: true });
+    process.env.FUSEGATE_TIMEOUT = savedEnv.FUSEGATE_TIMEOUT;
+  });
+
+  afterAll(() => {
+    process.env = savedEnv;
+    releaseAll();
+  });
+
+  async function serve(mode: string) {
+    activator = await startActivator(path.join(sockets, 'fuse2fs'), ['python3', FAKE], { FAKE_MODE: mode, FAKE_LOG: fakeLog });
+  }
+
+  function fakeSaw(): Record<string, unknown> {
+    return JSON.parse(fs.readFileSync(fakeLog, 'utf8').trim().split('\n').pop()!);
+  }
+
+  it('mounts through the service, records utab, and umount ends the server', async () => {
+    await serve('ok');
+    const before = openFds();
+    const code = await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(code).toBe(0);
+    expect(openFds()).toEqual(before);
+
+    const [m] = mountsAt(mnt);
+    expect(m).toMatchObject({ fsType: 'fuse.fuse2fs', source: loop });
+    // The default policy forces nosuid,nodev, and read-only because fuse2fs cannot write the ext4 journal.
+    expect(m!.options.split(',')).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev', 'allow_other', 'default_permissions']));
+    expect(utabLine(mnt)).toContain('x-fusegate.backend=fuse2fs');
+    expect(utabLine(mnt)).toContain('x-fusegate.rule=images-and-loop-devices');
+
+    const saw = fakeSaw();
+    expect(saw.errors).toEqual([]);
+    expect(saw.argv).toEqual(['fuse2fs', loop, mnt, '-o', 'nosuid,nodev,ro']);
+    expect(saw.hello_flags).toBe(3);
+    expect(saw.fusedev_is_char).toBe(true);
+    expect(String(saw.source_head).slice(0, 4)).toBe('53ef'); // the ext4 superblock magic, read via the passed fd
+    expect(fs.statfsSync(mnt).bsize).toBe(4096); // answered by the fake's FUSE loop
+
+    // The serving process (not the activator, whose command line names the script too).
+    const servers = () => pidsWithArg(FAKE).filter((p) => p !== activator!.pid);
+    expect(servers()).toHaveLength(1);
+    unmountAll(mnt);
+    expect(await waitFor(() => servers().length === 0, 5000)).toBe(true);
+    expect(utabLine(mnt)).toBeUndefined();
+  });
+
+  const MISBEHAVIOURS: Array<[mode: string, timeoutS?: number]> = [
+    ['wrong-mntp'],
+    ['open-other'],
+    ['extra-fd'],
+    ['oversize'],
+    ['out-of-order'],
+    ['doit-twice'],
+    ['die-before-byee'],
+    ['hang', 2],
+    ['hang-serving', 2],
+  ];
+  for (const [mode, timeoutS] of MISBEHAVIOURS) {
+    it(`refuses a service that does '${mode}': exit 32, no mount, no fd leaked`, async () => {
+      if (timeoutS) process.env.FUSEGATE_TIMEOUT = String(timeoutS);
+      await serve(mode);
+      const before = openFds();
+      const t0 = Date.now();
+      const code = await runHelper([loop, mnt], '/sbin/mount.fusegate');
+      const took = Date.now() - t0;
+      expect(code).toBe(32);
+      expect(mountsAt(mnt)).toEqual([]);
+      expect(utabLine(mnt)).toBeUndefined();
+      expect(openFds()).toEqual(before);
+      if (timeoutS) expect(took).toBeLessThan((timeoutS + 1.5) * 1000);
+    }, 20_000);
+  }
+
+  it('answers an OPEN of a path not on the command line with EPERM', async () => {
+    await serve('open-other');
+    await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(fakeSaw().open_other_error).toBe(1);
+  });
+
+  it('answers a wrong mountpoint with EINVAL', async () => {
+    await serve('wrong-mntp');
+    await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(fakeSaw().replies).toContainEqual(['MNTP', 22]);
+  });
+
+  it('falls back as the policy says when no backend socket exists (default: deny)', async () => {
+    const before = openFds();
+    const code = await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(code).toBe(32);
+    expect(mountsAt(mnt)).toEqual([]);
+    expect(openFds()).toEqual(before);
+  });
+});
