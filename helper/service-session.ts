@@ -27,6 +27,7 @@ import {
   HELLO_FLAGS,
   PROTOCOL_VERSION,
   ProtocolError,
+  REQUEST_FLAGS,
   S_IFDIR,
   S_IFREG,
   writeArgvFd,
@@ -258,7 +259,8 @@ export class ServiceSession {
     } catch (err) {
       error = err instanceof Refusal ? err.error : err instanceof native.SyscallError ? err.errno : E.EIO;
       const why = err instanceof Error ? err.message : String(err);
-      this.onEvent({ kind: 'refused', command: req.kind, error, why });
+      // QUIET: the server is probing (BDEV first, OPEN if not a block device).
+      if (!(req.requestFlags & REQUEST_FLAGS.QUIET)) this.onEvent({ kind: 'refused', command: req.kind, error, why });
     }
     try {
       await this.send({ kind: 'FILE', error, path: req.path }, error === 0 ? fd : undefined);

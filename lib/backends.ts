@@ -21,8 +21,12 @@ export type WriteSupport =
 
 /** How a server receives /dev/fuse and its device (DESIGN.md §4). */
 export type FdDelivery =
-  /** libfuse 2: /dev/fuse from a `fusermount` stand-in over _FUSE_COMMFD */
-  | 'fusermount-commfd'
+  /**
+   * libfuse 2 and ntfs-3g: they open /dev/fuse and call mount(2) themselves
+   * (libfuse 2 before it ever tries fusermount); the fdmap preload answers
+   * the open with the passed fd and the mount with success.
+   */
+  | 'preload-devfuse'
   /** libfuse 3: mountpoint given as /dev/fd/N of an already mounted /dev/fuse */
   | 'devfd-mountpoint'
   /** speaks libfuse's service-mount protocol itself (fuse_service_*); no adapter */
@@ -36,6 +40,18 @@ export interface BackendFsType {
   writeNote?: string;
 }
 
+/** What a server's command line is built from. */
+export interface ServerArgvContext {
+  /** the name the server opens its device by (the preload answers it from the passed fd) */
+  source: string;
+  /** an empty directory the server may call its mountpoint */
+  mountpoint: string;
+  readOnly: boolean;
+  /** owner the files should show as, where the filesystem has none (FAT, exFAT, NTFS) */
+  uid: number;
+  gid: number;
+}
+
 export interface Backend {
   /** the name used in policies, unit names and /run/filesystems/<name> */
   name: string;
@@ -45,7 +61,14 @@ export interface Backend {
   binary: string;
   types: BackendFsType[];
   delivery: FdDelivery;
+  /**
+   * The server's arguments (after argv[0]). Every server runs in the
+   * foreground (-f / no_detach), so it stays the service's main process.
+   */
+  argv?: (c: ServerArgvContext) => string[];
 }
+
+const ro = (c: ServerArgvContext) => (c.readOnly ? 'ro,' : '');
 
 const JOURNAL_NOTE = 'fuse2fs in Debian 12 does not write the ext3/ext4 journal ("Writing to the journal is not supported")';
 
@@ -70,7 +93,9 @@ export const BACKENDS: readonly Backend[] = [
       { type: 'ext3', write: 'unsafe', writeNote: JOURNAL_NOTE },
       { type: 'ext4', write: 'unsafe', writeNote: JOURNAL_NOTE },
     ],
-    delivery: 'fusermount-commfd',
+    delivery: 'preload-devfuse',
+    // fuse2fs shows the owners and modes stored in the filesystem.
+    argv: (c) => [c.source, c.mountpoint, '-f', ...(c.readOnly ? ['-o', 'ro'] : [])],
   },
   {
     name: 'fusefat',
@@ -79,21 +104,27 @@ export const BACKENDS: readonly Backend[] = [
     types: [
       { type: 'vfat', write: 'unsafe', writeNote: 'fusefat calls its write support experimental' },
     ],
-    delivery: 'fusermount-commfd',
+    delivery: 'preload-devfuse',
+    // fusefat writes only with rw+; its umask applies to files and directories alike.
+    argv: (c) => ['-f', '-o', `${c.readOnly ? 'ro' : 'rw+'},uid=${c.uid},gid=${c.gid},umask=022`, c.source, c.mountpoint],
   },
   {
     name: 'exfat-fuse',
     debianPackage: 'exfat-fuse',
     binary: '/usr/sbin/mount.exfat-fuse',
     types: [{ type: 'exfat', write: 'safe' }],
-    delivery: 'fusermount-commfd',
+    delivery: 'preload-devfuse',
+    // No -f: the preload keeps it in the foreground (FUSEGATE_FOREGROUND).
+    argv: (c) => ['-o', `${ro(c)}uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
   },
   {
     name: 'ntfs-3g',
     debianPackage: 'ntfs-3g',
     binary: '/usr/bin/ntfs-3g',
     types: [{ type: 'ntfs', write: 'safe' }],
-    delivery: 'fusermount-commfd',
+    // Its integrated FUSE opens /dev/fuse and calls mount(2) itself; the preload answers both.
+    delivery: 'preload-devfuse',
+    argv: (c) => ['-o', `${ro(c)}no_detach,uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
   },
   {
     name: 'squashfuse',
@@ -101,6 +132,8 @@ export const BACKENDS: readonly Backend[] = [
     binary: '/usr/bin/squashfuse',
     types: [{ type: 'squashfs', write: 'none', writeNote: 'squashfs is a read-only filesystem' }],
     delivery: 'devfd-mountpoint',
+    // libfuse 3 takes /dev/fd/N of the already mounted /dev/fuse as its mountpoint.
+    argv: (c) => ['-f', c.source, '/dev/fd/3'],
   },
 ];
 

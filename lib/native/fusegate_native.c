@@ -581,6 +581,29 @@ static napi_value js_dup3(napi_env env, napi_callback_info info) {
   return int_value(env, r);
 }
 
+/* dupAbove(fd, min): a copy of fd numbered >= min, with FD_CLOEXEC
+ * (fcntl F_DUPFD_CLOEXEC): a safe place to park an fd before dup3 puts it
+ * at a fixed number. */
+static napi_value js_dup_above(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, min;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &min)) return NULL;
+  int r = fcntl(fd, F_DUPFD_CLOEXEC, min);
+  if (r < 0) return throw_errno(env, errno, "fcntl(F_DUPFD_CLOEXEC)");
+  return int_value(env, r);
+}
+
+/* closeFromOnExec(first): every fd >= first gets FD_CLOEXEC, so execve
+ * leaves the server exactly the fds the adapter placed below `first`. */
+static napi_value js_close_from_on_exec(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  uint32_t first;
+  if (arg_uint(env, argv[0], &first)) return NULL;
+  if (syscall(SYS_close_range, first, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0)
+    return throw_errno(env, errno, "close_range");
+  return undefined(env);
+}
+
 /* ------------------------------------------------------------------ mount */
 
 /* fsopen(fsname, flags): fd */
@@ -751,6 +774,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("openAs", js_open_as),
       FN("cloexec", js_cloexec),
       FN("dup3", js_dup3),
+      FN("closeFromOnExec", js_close_from_on_exec),
+      FN("dupAbove", js_dup_above),
       FN("fsopen", js_fsopen),
       FN("fsconfig", js_fsconfig),
       FN("fsmount", js_fsmount),

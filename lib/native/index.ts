@@ -55,6 +55,8 @@ interface NativeAddon {
   openAs(path: string, flags: number, mode: number, fsuid: number, fsgid: number): number;
   cloexec(fd: number, set?: boolean): boolean;
   dup3(oldfd: number, newfd: number, flags: number): number;
+  closeFromOnExec(first: number): void;
+  dupAbove(fd: number, min: number): number;
   fsopen(fsname: string, flags: number): number;
   fsconfig(fd: number, cmd: number, key: string | null, value: string | null, aux: number): void;
   fsmount(fd: number, flags: number, attrFlags: number): number;
@@ -211,6 +213,16 @@ export function setCloexec(fd: number, on: boolean): void {
 /** dup3(2); without O_CLOEXEC in flags, newfd survives execve. */
 export function dup3(oldfd: number, newfd: number, flags = 0): number {
   return call(() => native().dup3(oldfd, newfd, flags));
+}
+
+/** A close-on-exec copy of fd numbered at least `min` (F_DUPFD_CLOEXEC). */
+export function dupAbove(fd: number, min: number): number {
+  return call(() => native().dupAbove(fd, min));
+}
+
+/** Marks every fd >= first close-on-exec (close_range with CLOSE_RANGE_CLOEXEC). */
+export function closeFromOnExec(first: number): void {
+  call(() => native().closeFromOnExec(first));
 }
 
 // -------------------------------------------------------------------- mount

@@ -1,0 +1,199 @@
+/**
+ * The server side of one service-mount conversation, as libfuse's
+ * fuse_service_* library speaks it (DESIGN.md §2), for servers that do not
+ * speak it themselves. One obvious order:
+ *
+ *   hello()          SAFT → LAST
+ *   receiveFiles()   FILE "argv" + memfd, FILE "fusedev" + /dev/fuse
+ *   requestSource()  BDEV (or OPEN for an image file) → FILE + fd
+ *   mount()          TYPE, NAME, MNTP, OPTS, DOIT, each answered by REPL
+ *   bye()            BYEE(0), just before the server starts serving
+ *
+ * Every received fd is owned by the returned MountHandoff; nothing else is
+ * accepted once the file requests are over.
+ */
+import * as fs from 'node:fs';
+import { MS } from '../lib/native';
+import {
+  Channel,
+  FILE_ARGV,
+  FILE_FUSEDEV,
+  HELLO_FLAGS,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  REQUEST_FLAGS,
+  S_IFDIR,
+  readArgvFd,
+  type Message,
+} from '../lib/protocol';
+
+/** ENOTBLK: the helper's answer to BDEV for a regular file. */
+const ENOTBLK = 15;
+
+/** How long one message may take before the adapter gives up. */
+const STEP_TIMEOUT_MS = 30_000;
+
+/** The mount request as the helper's argv memfd states it. */
+export interface MountArgs {
+  subtype: string;
+  source: string;
+  mountpoint: string;
+  /** -o options, split */
+  options: string[];
+}
+
+/** What the adapter hands to the FUSE server. */
+export interface MountHandoff {
+  args: MountArgs;
+  /** /dev/fuse, already mounted by the helper */
+  fuseFd: number;
+  /** the source, opened by the helper with the caller's rights */
+  sourceFd: number;
+  sourceIsBlock: boolean;
+  readOnly: boolean;
+  allowOther: boolean;
+}
+
+export class ServiceRefused extends Error {
+  constructor(
+    readonly command: string,
+    readonly error: number,
+  ) {
+    super(`the mount helper refused ${command} with errno ${error}`);
+  }
+}
+
+/** Parses `[subtype, SOURCE, DIR, -o OPTS…]`, libfuse's argv shape minus -t. */
+export function parseMountArgs(argv: string[]): MountArgs {
+  const [subtype, ...rest] = argv;
+  const positional: string[] = [];
+  const options: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '-o') options.push(...(rest[++i] ?? '').split(',').filter(Boolean));
+    else if (a.startsWith('-o')) options.push(...a.slice(2).split(',').filter(Boolean));
+    else if (a.startsWith('-')) continue; // flags such as -n or -v mean nothing to the server
+    else positional.push(a);
+  }
+  if (!subtype || positional.length !== 2) {
+    throw new ProtocolError('bad-argv', `argv must be [subtype, SOURCE, DIR, -o OPTIONS], got ${JSON.stringify(argv)}`);
+  }
+  return { subtype, source: positional[0]!, mountpoint: positional[1]!, options };
+}
+
+const MS_BY_OPTION: Record<string, number> = {
+  ro: MS.RDONLY,
+  nosuid: MS.NOSUID,
+  nodev: MS.NODEV,
+  noexec: MS.NOEXEC,
+  noatime: MS.NOATIME,
+  nodiratime: MS.NODIRATIME,
+  sync: MS.SYNCHRONOUS,
+  dirsync: MS.DIRSYNC,
+};
+
+export function msFlagsOf(options: readonly string[]): number {
+  return options.reduce((f, o) => f | (MS_BY_OPTION[o] ?? 0), 0);
+}
+
+export class ServerSession {
+  private readonly owned: number[] = [];
+
+  constructor(private readonly channel: Channel) {}
+
+  private async receive(): Promise<{ msg: Message; fd?: number }> {
+    const r = await this.channel.receive(STEP_TIMEOUT_MS);
+    if (r.fd !== undefined) this.owned.push(r.fd);
+    return r;
+  }
+
+  private async receiveFile(path: string): Promise<number> {
+    const { msg, fd } = await this.receive();
+    if (msg.kind !== 'FILE' || msg.path !== path) {
+      throw new ProtocolError('out-of-order', `expected FILE "${path}", got ${msg.kind}${msg.kind === 'FILE' ? ` "${msg.path}"` : ''}`);
+    }
+    if (msg.error !== 0) throw new ServiceRefused(`FILE ${path}`, msg.error);
+    return fd!;
+  }
+
+  /** Sends one step and waits for its REPL; a non-zero REPL ends the mount. */
+  private async step(msg: Message): Promise<void> {
+    await this.channel.send(msg, undefined, STEP_TIMEOUT_MS);
+    const { msg: reply } = await this.receive();
+    if (reply.kind !== 'REPL') throw new ProtocolError('out-of-order', `expected REPL after ${msg.kind}, got ${reply.kind}`);
+    if (reply.error !== 0) throw new ServiceRefused(msg.kind, reply.error);
+  }
+
+  async run(): Promise<MountHandoff> {
+    try {
+      const allowOther = await this.hello();
+      const memfd = await this.receiveFile(FILE_ARGV);
+      const args = parseMountArgs(readArgvFd(memfd));
+      this.close(memfd);
+      const fuseFd = await this.receiveFile(FILE_FUSEDEV);
+      const readOnly = args.options.includes('ro');
+      const { fd: sourceFd, isBlock } = await this.requestSource(args.source, readOnly);
+      await this.mount(args, allowOther);
+      return { args, fuseFd, sourceFd, sourceIsBlock: isBlock, readOnly, allowOther };
+    } catch (err) {
+      for (const fd of this.owned.splice(0)) this.close(fd);
+      throw err;
+    }
+  }
+
+  private async hello(): Promise<boolean> {
+    const { msg } = await this.receive();
+    if (msg.kind !== 'SAFT') throw new ProtocolError('out-of-order', `expected SAFT, got ${msg.kind}`);
+    if (msg.minVersion > PROTOCOL_VERSION || msg.maxVersion < PROTOCOL_VERSION) {
+      throw new ProtocolError('bad-version', `the helper speaks versions ${msg.minVersion}..${msg.maxVersion}, not ${PROTOCOL_VERSION}`);
+    }
+    await this.channel.send({ kind: 'LAST', version: PROTOCOL_VERSION }, undefined, STEP_TIMEOUT_MS);
+    return (msg.flags & HELLO_FLAGS.ALLOW_OTHER) !== 0;
+  }
+
+  /**
+   * Asks for the source: as a block device first, and as a regular file when
+   * the helper says it is not one. The sandbox cannot look for itself: it has
+   * no device nodes.
+   */
+  private async requestSource(source: string, readOnly: boolean): Promise<{ fd: number; isBlock: boolean }> {
+    const openFlags = readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR;
+    const ask = async (kind: 'BDEV' | 'OPEN', requestFlags: number) => {
+      await this.channel.send({ kind, openFlags, createMode: 0, requestFlags, blockSize: 0, path: source }, undefined, STEP_TIMEOUT_MS);
+      const { msg, fd } = await this.receive();
+      if (msg.kind !== 'FILE' || msg.path !== source) throw new ProtocolError('out-of-order', `expected FILE "${source}" after ${kind}`);
+      return { error: msg.error, fd };
+    };
+    const bdev = await ask('BDEV', REQUEST_FLAGS.QUIET);
+    if (bdev.error === 0) return { fd: bdev.fd!, isBlock: true };
+    if (bdev.error !== ENOTBLK) throw new ServiceRefused('BDEV', bdev.error);
+    const file = await ask('OPEN', 0);
+    if (file.error !== 0) throw new ServiceRefused('OPEN', file.error);
+    return { fd: file.fd!, isBlock: false };
+  }
+
+  private async mount(args: MountArgs, allowOther: boolean): Promise<void> {
+    await this.step({ kind: 'TYPE', fsopenFlags: 0 });
+    await this.step({ kind: 'NAME', source: args.source });
+    await this.step({ kind: 'MNTP', expectedFormat: S_IFDIR, path: args.mountpoint });
+    // The kernel checks permissions (the server may run as anyone), and the
+    // mount is usable by others than root when the helper allows it.
+    await this.step({ kind: 'OPTS', options: ['default_permissions', ...(allowOther ? ['allow_other'] : [])].join(',') });
+    await this.step({ kind: 'DOIT', msFlags: msFlagsOf(args.options) });
+  }
+
+  /** BYEE(0): the mount is made; the server is about to serve it. */
+  async bye(exitCode = 0): Promise<void> {
+    await this.channel.send({ kind: 'BYEE', exitCode }, undefined, STEP_TIMEOUT_MS);
+  }
+
+  private close(fd: number): void {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+    const i = this.owned.indexOf(fd);
+    if (i >= 0) this.owned.splice(i, 1);
+  }
+}
