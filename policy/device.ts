@@ -1,0 +1,187 @@
+/**
+ * Facts about the source device itself, read from the kernel rather than
+ * from anything the caller said:
+ * - what is on it, from libblkid's low-level probe (`blkid -p`), which reads
+ *   the content instead of the blkid cache or udev;
+ * - where it is attached, from the device tree in sysfs (and the udev
+ *   database), whose path names every bus between the device and the CPU
+ *   (…/usb2/2-1/…/host6/…/block/sdb), which neither the caller nor the
+ *   medium can influence.
+ */
+import type * as ChildProcess from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Bus } from './types';
+
+export interface ProbeResult {
+  /** KEY=value pairs from `blkid -p -o export` (TYPE, UUID, LABEL, USAGE, PART_ENTRY_UUID, PTTYPE, …) */
+  tags: Record<string, string>;
+  /** set when the probe found nothing usable, saying why */
+  problem: string | null;
+}
+
+/**
+ * `blkid -o export` escapes shell-special characters with a backslash
+ * (LABEL=MY\ STICK); undo that so labels compare as written on the medium.
+ */
+export function parseExport(out: string): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    tags[line.slice(0, eq)] = line.slice(eq + 1).replace(/\\(.)/g, '$1');
+  }
+  return tags;
+}
+
+/**
+ * Runs `blkid -p`. child_process is required here rather than at the top:
+ * loading it costs ~3 ms, wasted when the caller brings its own probe.
+ */
+export function probe(blkid: string, path: string): ProbeResult {
+  const { spawnSync } = require('node:child_process') as typeof ChildProcess;
+  const r = spawnSync(blkid, ['-p', '-o', 'export', '--', path], { encoding: 'utf8', timeout: 10_000, env: {} });
+  if (r.error !== undefined) {
+    return { tags: {}, problem: `cannot run ${blkid}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
+  }
+  const tags = parseExport(r.stdout);
+  // Exit codes from blkid(8): 2 nothing found (or unreadable), 8 ambivalent probe.
+  switch (r.status) {
+    case 0:
+      if (tags.TYPE === undefined) {
+        return { tags, problem: tags.PTTYPE !== undefined ? `it holds a ${tags.PTTYPE} partition table, not a filesystem: mount a partition` : 'no filesystem signature found' };
+      }
+      return { tags, problem: null };
+    case 2:
+      return { tags, problem: r.stderr.trim() !== '' ? r.stderr.trim() : 'no filesystem signature found' };
+    case 8:
+      return { tags: {}, problem: 'more than one filesystem signature found (ambivalent probe; see wipefs(8)); a polyglot image is refused' };
+    default:
+      return { tags: {}, problem: `blkid failed (exit ${r.status ?? r.signal}): ${r.stderr.trim()}` };
+  }
+}
+
+export interface BlockInfo {
+  bus: Bus;
+  busSource: string;
+  removable: boolean;
+  removableSource: string;
+  loop: boolean;
+  loopSource: string;
+  backingFile: string | null;
+  backingSource: string;
+  udevBus: string | null;
+  udevSource: string;
+}
+
+/** Outermost first: a USB enclosure's disk also shows a SCSI host in its path. */
+const BUS_SEGMENTS: Array<[Bus, RegExp]> = [
+  ['usb', /^usb\d+$/],
+  ['mmc', /^(mmc\d+|mmc_host|mmcblk\d+)$/],
+  ['memstick', /^memstick\d+$/],
+  ['ieee1394', /^(fw\d+|firewire)$/],
+  ['thunderbolt', /^(thunderbolt|domain\d+)$/],
+  ['nvme', /^(nvme\d+|nvme-subsys\d+|nvme)$/],
+  ['ata', /^ata\d+$/],
+  ['virtio', /^virtio\d+$/],
+  ['xen', /^(vbd-\d+|xen)$/],
+  ['scsi', /^host\d+$/],
+];
+
+/** Untrustworthiness order used when a device sits on several (dm, md). */
+const RANK: Bus[] = ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt', 'unknown', 'virtual', 'scsi', 'xen', 'virtio', 'ata', 'nvme'];
+
+export function busFromDevPath(devPath: string): Bus {
+  const segs = devPath.split('/');
+  for (const [bus, re] of BUS_SEGMENTS) if (segs.some((s) => re.test(s))) return bus;
+  return segs.includes('virtual') ? 'virtual' : 'unknown';
+}
+
+function read(p: string): string | null {
+  try {
+    return fs.readFileSync(p, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+function udevBusOf(udevData: string, dev: string): [string | null, string] {
+  const file = path.join(udevData, `b${dev}`);
+  const text = read(file);
+  if (text === null) return [null, `${file} (absent)`];
+  const m = /^E:ID_BUS=(.*)$/m.exec(text);
+  return [m ? m[1]! : null, `udev ID_BUS (${file})`];
+}
+
+/**
+ * Facts for block device `dev` ("major:minor"). Devices stacked on others
+ * (dm-crypt, LVM, md) take the least trustworthy bus and the removable flag
+ * of what lies beneath: a LUKS volume on a USB stick is still a USB stick.
+ */
+export function blockInfo(sysfs: string, udevData: string, dev: string): BlockInfo {
+  const link = path.join(sysfs, 'dev', 'block', dev);
+  let devDir: string;
+  try {
+    devDir = fs.realpathSync(link);
+  } catch {
+    const [udevBus, udevSource] = udevBusOf(udevData, dev);
+    const known = udevBus !== null && (RANK as string[]).includes(udevBus);
+    return {
+      bus: known ? udevBus as Bus : 'unknown', busSource: known ? udevSource : `${link} (absent)`,
+      removable: false, removableSource: `${link} (absent)`,
+      loop: false, loopSource: `${link} (absent)`, backingFile: null, backingSource: `${link} (absent)`,
+      udevBus, udevSource,
+    };
+  }
+  const diskDir = fs.existsSync(path.join(devDir, 'partition')) ? path.dirname(devDir) : devDir;
+  const rel = path.relative(sysfs, devDir);
+  let bus = busFromDevPath(rel);
+  let busSource = `sysfs ${path.join(sysfs, rel)}`;
+  const removableFile = path.join(diskDir, 'removable');
+  let removable = read(removableFile) === '1';
+  let removableSource = `sysfs ${removableFile}`;
+
+  const backingFile = read(path.join(diskDir, 'loop', 'backing_file'));
+  const loop = /^loop\d+$/.test(path.basename(diskDir));
+
+  for (const lower of slaves(devDir, 0)) {
+    const lrel = path.relative(sysfs, lower);
+    const lbus = busFromDevPath(lrel);
+    if (RANK.indexOf(lbus) < RANK.indexOf(bus)) { bus = lbus; busSource = `sysfs ${lower} (beneath ${path.basename(devDir)})`; }
+    const ldisk = fs.existsSync(path.join(lower, 'partition')) ? path.dirname(lower) : lower;
+    if (!removable && read(path.join(ldisk, 'removable')) === '1') {
+      removable = true;
+      removableSource = `sysfs ${path.join(ldisk, 'removable')} (beneath ${path.basename(devDir)})`;
+    }
+  }
+  const [udevBus, udevSource] = udevBusOf(udevData, dev);
+  if (bus === 'unknown' && udevBus !== null && (RANK as string[]).includes(udevBus)) {
+    bus = udevBus as Bus;
+    busSource = udevSource;
+  }
+  return {
+    bus, busSource, removable, removableSource,
+    loop, loopSource: `sysfs ${diskDir} (device name)`, backingFile: loop ? backingFile : null,
+    backingSource: `sysfs ${path.join(diskDir, 'loop', 'backing_file')}`,
+    udevBus, udevSource,
+  };
+}
+
+/** Every device beneath `dir` through slaves/ links, deepest included. */
+function slaves(dir: string, depth: number): string[] {
+  if (depth > 8) return [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.join(dir, 'slaves'));
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    try {
+      const d = fs.realpathSync(path.join(dir, 'slaves', n));
+      return [d, ...slaves(d, depth + 1)];
+    } catch {
+      return [];
+    }
+  });
+}

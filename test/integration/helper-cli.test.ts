@@ -1,0 +1,186 @@
+/**
+ * The compiled helper run as mount(8) runs it, on the kernel path and the
+ * deny path, with real loop devices and real kernel mounts; exit codes and
+ * the one line on stderr are what mount(8), udisks2 and administrators see.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir } from '../support/devices';
+import { mountsAt, unmountAll, utabLine, waitFor } from '../support/mounts';
+
+const canRun = hasRealDevices();
+if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
+  throw new Error('helper tests need root, /dev/fuse and loop devices, and CI requires them');
+}
+
+const HELPER = path.resolve(__dirname, '../../dist/helper/main.js');
+
+describe.skipIf(!canRun)('mount.fusegate on the kernel and deny paths', () => {
+  let dir: string;
+  let img: string;
+  let loop: string;
+  let mnt: string;
+  let fstab: string;
+  let sockets: string;
+  const policies: Record<string, string> = {};
+
+  beforeAll(() => {
+    if (!fs.existsSync(HELPER)) throw new Error(`${HELPER} missing: run 'npm run build' (npm test does)`);
+    dir = tempDir();
+    img = makeImage(dir, 'ext4', 16, 'KERNELFS');
+    const loopImg = makeImage(fs.mkdtempSync(path.join(dir, 'l')), 'ext4', 16, 'LOOPFS');
+    loop = attachLoop(loopImg);
+    mnt = path.join(dir, 'mnt');
+    fs.mkdirSync(mnt);
+    fstab = path.join(dir, 'fstab');
+    sockets = path.join(dir, 'sockets');
+    fs.mkdirSync(sockets);
+    policies.default = path.resolve(__dirname, '../../policy/default-policy.yaml');
+    policies.imagesKernel = path.join(dir, 'images-kernel.yaml');
+    fs.writeFileSync(
+      policies.imagesKernel,
+      `version: 1
+rules:
+  - name: trusted-images
+    match: { kind: image, type: [ext4] }
+    action: kernel
+    force_options: [nosuid, nodev, noexec]
+`,
+    );
+    policies.deny = path.join(dir, 'deny.yaml');
+    fs.writeFileSync(
+      policies.deny,
+      `version: 1
+rules:
+  - name: no-loop-devices
+    match: { loop: true }
+    action: deny
+    reason: loop devices are not allowed on this machine
+`,
+    );
+    policies.broken = path.join(dir, 'broken.yaml');
+    fs.writeFileSync(policies.broken, 'version: 1\nrules:\n  - name: x\n    action: teleport\n');
+  });
+
+  afterEach(() => unmountAll(mnt));
+  afterAll(releaseAll);
+
+  function helper(args: string[], opts: { policy?: string; fstabText?: string; argv0?: string; uid?: number } = {}) {
+    fs.writeFileSync(fstab, opts.fstabText ?? '');
+    const env = {
+      ...process.env,
+      FUSEGATE_POLICY: policies[opts.policy ?? 'default'],
+      FUSEGATE_FSTAB: fstab,
+      FUSEGATE_SOCKET_DIR: sockets,
+    };
+    let script = HELPER;
+    if (opts.argv0) {
+      script = path.join(dir, opts.argv0);
+      fs.rmSync(script, { force: true });
+      fs.symlinkSync(HELPER, script);
+    }
+    const cmd = opts.uid === undefined ? [process.execPath, script, ...args] : ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups', process.execPath, script, ...args];
+    const r = spawnSync(cmd[0]!, cmd.slice(1), { env, encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status, stderr: r.stderr, stdout: r.stdout };
+  }
+
+  it('mounts a trusted image file with the kernel driver and the policy options, and umount removes it', () => {
+    const r = helper([img, mnt], { policy: 'imagesKernel' });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [m] = mountsAt(mnt);
+    expect(m!.fsType).toBe('ext4');
+    expect(m!.source).toMatch(/^\/dev\/loop\d+$/); // mount(8) set up the loop device
+    expect(m!.options.split(',')).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec']));
+    expect(utabLine(mnt)).toContain('x-fusegate.rule=trusted-images');
+    fs.writeFileSync(path.join(mnt, 'written'), 'kept');
+    expect(spawnSync('umount', [mnt]).status).toBe(0);
+    expect(mountsAt(mnt)).toEqual([]);
+    expect(utabLine(mnt)).toBeUndefined();
+    // written through the kernel driver, there after a second mount
+    expect(helper([img, mnt], { policy: 'imagesKernel' }).code).toBe(0);
+    expect(fs.readFileSync(path.join(mnt, 'written'), 'utf8')).toBe('kept');
+  });
+
+  it('sends a loop device listed in fstab to the kernel under the default policy, probing with -t auto', () => {
+    const r = helper([loop, mnt, '-t', 'auto', '-o', 'noatime'], { fstabText: `LABEL=LOOPFS ${mnt} ext4 defaults 0 2\n` });
+    expect(r.code).toBe(0);
+    const [m] = mountsAt(mnt);
+    expect(m).toMatchObject({ fsType: 'ext4', source: loop });
+    expect(m!.options.split(',')).toContain('noatime');
+    expect(utabLine(mnt)).toContain('x-fusegate.rule=fstab-fixed-disks');
+  });
+
+  it('is found as mount.<type> and takes the probed type over the requested one', () => {
+    const r = helper([loop, mnt, '-v'], { fstabText: `${loop} ${mnt} ext4 defaults 0 2\n`, argv0: 'mount.ext2' });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('holds ext4');
+    expect(mountsAt(mnt)[0]!.fsType).toBe('ext4');
+  });
+
+  it('refuses what the policy denies: exit 32, the rule and reason on stderr, nothing mounted', () => {
+    const r = helper([loop, mnt], { policy: 'deny' });
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain("refused by rule 'no-loop-devices': loop devices are not allowed on this machine");
+    expect(r.stderr).toContain('fusegate policy explain');
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it('fails closed with a broken policy: not in fstab means refused', () => {
+    const r = helper([loop, mnt], { policy: 'broken' });
+    expect(r.code).toBe(32);
+    expect(r.stderr).toMatch(/policy not loaded, failing closed/);
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it('fails closed with a broken policy but still mounts a fixed disk from fstab', () => {
+    const r = helper([loop, mnt], { policy: 'broken', fstabText: `${loop} ${mnt} ext4 defaults 0 2\n` });
+    expect(r.code).toBe(0);
+    expect(mountsAt(mnt)[0]!.fsType).toBe('ext4');
+  });
+
+  it('with -f decides and reports but mounts nothing', () => {
+    const r = helper([img, mnt, '-f'], { policy: 'imagesKernel' });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("kernel driver, by rule 'trusted-images'");
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it('with -n leaves utab alone', () => {
+    expect(helper([img, mnt, '-n'], { policy: 'imagesKernel' }).code).toBe(0);
+    expect(mountsAt(mnt)).toHaveLength(1);
+    expect(utabLine(mnt)).toBeUndefined();
+  });
+
+  it('refuses an unprivileged caller with exit 1 and says what to do', () => {
+    const r = helper([img, mnt], { policy: 'imagesKernel', uid: 65534 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('only root may mount through fusegate');
+    expect(r.stderr).toContain('/etc/fstab');
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it('reports usage errors with exit 1, and a missing source with exit 32', () => {
+    expect(helper([]).code).toBe(1);
+    expect(helper([img, mnt, '--bogus']).code).toBe(1);
+    const missing = helper([path.join(dir, 'nope.img'), mnt]);
+    expect(missing.code).toBe(32);
+    expect(missing.stderr).toContain('cannot open source');
+  });
+
+  it('prints man-page style help', () => {
+    const r = helper(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: mount.fusegate SOURCE DIR/);
+    expect(r.stdout).toMatch(/Exit status/);
+  });
+
+  it('leaves the loop device mount.fusegate did not create alone after umount', async () => {
+    expect(helper([loop, mnt], { fstabText: `${loop} ${mnt} ext4 defaults 0 2\n` }).code).toBe(0);
+    expect(spawnSync('umount', [mnt]).status).toBe(0);
+    expect(await waitFor(() => mountsAt(mnt).length === 0, 2000)).toBe(true);
+    expect(fs.existsSync(`/sys/block/${path.basename(loop)}/loop/backing_file`)).toBe(true);
+  });
+});

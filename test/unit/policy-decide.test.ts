@@ -1,0 +1,270 @@
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decide, resolveFallback } from '../../policy/decide';
+import { failClosedPolicy, loadPolicy, parsePolicy } from '../../policy/load';
+import { syntheticFacts, type SyntheticFacts } from '../../policy/synthetic';
+
+const f = (s: SyntheticFacts = {}) => syntheticFacts(s);
+const DEFAULT_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
+
+function one(rule: string, defaults = ''): ReturnType<typeof parsePolicy> {
+  return parsePolicy(`version: 1\n${defaults}rules:\n  - name: r\n${rule.replace(/^/gm, '    ')}\n`);
+}
+
+describe('actions', () => {
+  it('kernel: the kernel driver with forced options', () => {
+    const d = decide(one('action: kernel\nforce_options: [nodev]'), f({ options: ['rw'] }));
+    expect(d).toMatchObject({ action: 'kernel', rule: 'r', ruleLine: 3, backends: [], finalOptions: ['rw', 'nodev'], readOnly: false });
+  });
+
+  it('fuse: backend preference from the rule mapping for the probed type', () => {
+    const d = decide(one('action: fuse\nbackends: { ext4: [fuse2fs, fuse4fs], vfat: [fusefat] }'), f({ type: 'ext4' }));
+    expect(d.action).toBe('fuse');
+    expect(d.backends).toEqual(['fuse2fs', 'fuse4fs']);
+  });
+
+  it('fuse: a plain backend list is filtered to backends serving the type', () => {
+    const d = decide(one('action: fuse\nbackends: [fusefat, fuse2fs, exfat-fuse]'), f({ type: 'ext4' }));
+    expect(d.backends).toEqual(['fuse2fs']);
+  });
+
+  it('fuse: defaults.backends, then the backends table order', () => {
+    const withDefaults = one('action: fuse', 'defaults:\n  backends:\n    ext4: [fuse2fs]\n');
+    expect(decide(withDefaults, f({ type: 'ext4' })).backends).toEqual(['fuse2fs']);
+    expect(decide(one('action: fuse'), f({ type: 'ext4' })).backends).toEqual(['fuse4fs', 'fuse2fs']);
+    expect(decide(one('action: fuse'), f({ type: 'squashfs' })).backends).toEqual(['squashfuse']);
+  });
+
+  it('deny: the rule reason, no options', () => {
+    const d = decide(one('action: deny\nreason: not here'), f({ options: ['rw'] }));
+    expect(d).toMatchObject({ action: 'deny', reason: 'not here', finalOptions: [], backends: [] });
+  });
+
+  it('no rule matches: the defaults decide, rule is "default"', () => {
+    const p = parsePolicy('version: 1\ndefaults:\n  action: deny\n  reason: nothing fits\nrules:\n  - name: x\n    match: { bus: nvme }\n    action: kernel\n');
+    const d = decide(p, f({ bus: 'usb' }));
+    expect(d).toMatchObject({ action: 'deny', rule: 'default', ruleLine: null, reason: 'nothing fits' });
+  });
+
+  it('defaults.action fuse applies the defaults settings', () => {
+    const p = parsePolicy('version: 1\ndefaults:\n  action: fuse\n  force_options: [noexec]\nrules: []\n');
+    const d = decide(p, f({ type: 'exfat' }));
+    expect(d).toMatchObject({ action: 'fuse', rule: 'default', backends: ['exfat-fuse'], finalOptions: ['noexec'] });
+  });
+
+  it.each([
+    ['missing', { kind: 'missing' as const }, /does not exist/],
+    ['other', { kind: 'other' as const }, /neither a block device nor a regular file/],
+    ['unprobed', { type: null }, /no single filesystem was identified/],
+  ])('a %s source is denied whatever the rule says', (_n, facts, reason) => {
+    const d = decide(one('action: kernel'), f(facts));
+    expect(d.action).toBe('deny');
+    expect(d.reason).toMatch(reason);
+    expect(d.rule).toBe('r');
+  });
+});
+
+describe('options', () => {
+  it('forced options replace contradicting requested ones and say so', () => {
+    const d = decide(one('action: kernel\nforce_options: [nosuid, nodev, "uid=1000"]'), f({ options: ['rw', 'suid', 'dev', 'uid=0', 'noatime'] }));
+    expect(d.finalOptions).toEqual(['rw', 'noatime', 'nosuid', 'nodev', 'uid=1000']);
+    expect(d.overriddenOptions).toEqual(['suid', 'dev', 'uid=0']);
+    expect(d.forcedOptions).toEqual(['nosuid', 'nodev', 'uid=1000']);
+  });
+
+  it('a refused option denies the request by default', () => {
+    const d = decide(one('action: fuse\nrefuse_options: [suid, "uid=0"]'), f({ options: ['rw', 'suid'] }));
+    expect(d.action).toBe('deny');
+    expect(d.reason).toBe("rule 'r' refuses the option suid; mount without it");
+    expect(d.refusedOptions).toEqual({ options: ['suid'], handling: 'deny' });
+    expect(d.finalOptions).toEqual([]);
+  });
+
+  it('refuse patterns by name catch name=value options', () => {
+    const d = decide(one('action: fuse\nrefuse_options: [uid]'), f({ options: ['uid=0'] }));
+    expect(d.action).toBe('deny');
+    expect(d.refusedOptions.options).toEqual(['uid=0']);
+  });
+
+  it('on_refused: strip removes them and mounts the rest', () => {
+    const d = decide(one('action: fuse\nrefuse_options: [exec, "dev*"]\non_refused: strip\nforce_options: [nosuid]'), f({ type: 'exfat', options: ['rw', 'exec', 'dev'] }));
+    expect(d.action).toBe('fuse');
+    expect(d.refusedOptions).toEqual({ options: ['exec', 'dev'], handling: 'strip' });
+    expect(d.finalOptions).toEqual(['rw', 'nosuid']);
+  });
+
+  it('requested options nothing refuses are left alone', () => {
+    const d = decide(one('action: fuse\nrefuse_options: [suid]'), f({ type: 'exfat', options: ['rw', 'noatime'] }));
+    expect(d.refusedOptions).toEqual({ options: [], handling: 'none' });
+    expect(d.finalOptions).toEqual(['rw', 'noatime']);
+  });
+
+  it('a rule force_options replaces (does not extend) the defaults', () => {
+    const p = one('action: fuse\nforce_options: [noexec]', 'defaults:\n  force_options: [nosuid, nodev]\n');
+    expect(decide(p, f({ type: 'exfat' })).finalOptions).toEqual(['noexec']);
+    const p2 = one('action: fuse', 'defaults:\n  force_options: [nosuid, nodev]\n');
+    expect(decide(p2, f({ type: 'exfat' })).finalOptions).toEqual(['nosuid', 'nodev']);
+  });
+});
+
+describe('read-only', () => {
+  it('read_only: true forces ro and replaces rw', () => {
+    const d = decide(one('action: kernel\nread_only: true'), f({ options: ['rw'] }));
+    expect(d).toMatchObject({ readOnly: true, readOnlyWhy: "rule 'r' forces read-only", finalOptions: ['ro'], overriddenOptions: ['rw'] });
+  });
+
+  it('a caller asking for ro gets a read-only decision', () => {
+    const d = decide(one('action: kernel'), f({ options: ['ro'] }));
+    expect(d).toMatchObject({ readOnly: true, readOnlyWhy: 'requested by the caller (-o ro)', finalOptions: ['ro'] });
+  });
+
+  it('an unsafe-writing backend mounts read-only, per backend', () => {
+    const d = decide(one('action: fuse\nbackends: [fuse4fs, fuse2fs]'), f({ type: 'ext4', options: ['rw'] }));
+    expect(d.backendPlans.map((p) => [p.backend, p.readOnly, p.finalOptions])).toEqual([
+      ['fuse4fs', false, ['rw']],
+      ['fuse2fs', true, ['ro']],
+    ]);
+    expect(d.backendPlans[1]!.readOnlyWhy).toMatch(/does not write the ext3\/ext4 journal.*allow_unsafe_write: true/);
+    expect(d.readOnly).toBe(false); // fuse4fs preferred
+  });
+
+  it('allow_unsafe_write: true lets fuse2fs write ext4', () => {
+    const d = decide(one('action: fuse\nbackends: [fuse2fs]\nallow_unsafe_write: true'), f({ type: 'ext4', options: ['rw'] }));
+    expect(d).toMatchObject({ readOnly: false, finalOptions: ['rw'] });
+  });
+
+  it('allow_unsafe_write in defaults applies to rules that do not set it', () => {
+    const d = decide(one('action: fuse\nbackends: [fuse2fs]', 'defaults:\n  allow_unsafe_write: true\n'), f({ type: 'ext4' }));
+    expect(d.readOnly).toBe(false);
+  });
+
+  it('a backend that cannot write at all is read-only even with the opt-in', () => {
+    const d = decide(one('action: fuse\nallow_unsafe_write: true'), f({ type: 'squashfs' }));
+    expect(d).toMatchObject({ readOnly: true, readOnlyWhy: 'squashfs is a read-only filesystem' });
+  });
+
+  it('ext2 through fuse2fs is writable (safe in the backends table)', () => {
+    expect(decide(one('action: fuse\nbackends: [fuse2fs]'), f({ type: 'ext2' })).readOnly).toBe(false);
+  });
+});
+
+describe('fallback', () => {
+  it('no backend serves the type: the fallback decides at once, explicitly', () => {
+    const deny = decide(one('action: fuse'), f({ type: 'btrfs' }));
+    expect(deny.action).toBe('deny');
+    expect(deny.fallbackApplied).toEqual({ from: 'fuse', why: 'no sandboxed backend serves btrfs' });
+    expect(deny.reason).toBe("no sandboxed backend serves btrfs; rule 'r' falls back to deny");
+
+    const kernel = decide(one('action: fuse\nfallback: kernel\nforce_options: [nosuid]'), f({ type: 'btrfs', options: ['rw'] }));
+    expect(kernel).toMatchObject({ action: 'kernel', fallbackApplied: { from: 'fuse' }, finalOptions: ['rw', 'nosuid'] });
+    expect(kernel.reason).toMatch(/falls back to the kernel driver/);
+  });
+
+  const avail = { backends: ['fuse2fs', 'fusefat'] };
+
+  it('resolveFallback picks the first installed backend and its read-only plan', () => {
+    const d = resolveFallback(decide(one('action: fuse'), f({ type: 'ext4', options: ['rw'] })), avail);
+    expect(d).toMatchObject({ action: 'fuse', backend: 'fuse2fs', readOnly: true, finalOptions: ['ro'], fallbackApplied: null });
+    expect(d.notes).toContain('preferred backend fuse4fs not installed; using fuse2fs');
+  });
+
+  it('resolveFallback applies fallback deny when no backend is installed', () => {
+    const d = resolveFallback(decide(one('action: fuse'), f({ type: 'exfat' })), avail);
+    expect(d.action).toBe('deny');
+    expect(d.fallbackApplied).toEqual({ from: 'fuse', why: 'no backend for exfat is installed (tried exfat-fuse)' });
+  });
+
+  it('resolveFallback applies fallback kernel, with the rule options', () => {
+    const d = resolveFallback(decide(one('action: fuse\nfallback: kernel'), f({ type: 'exfat', options: ['rw'] })), { backends: [] });
+    expect(d).toMatchObject({ action: 'kernel', backend: null, finalOptions: ['rw'] });
+    expect(d.reason).toMatch(/^no backend for exfat is installed.*falls back to the kernel driver$/);
+  });
+
+  it('no FUSE at all triggers the fallback too', () => {
+    const d = resolveFallback(decide(one('action: fuse\nfallback: kernel'), f({ type: 'vfat' })), { fuse: false, backends: ['fusefat'] });
+    expect(d.action).toBe('kernel');
+    expect(d.fallbackApplied?.why).toMatch(/FUSE is not available/);
+  });
+
+  it('a kernel decision or fallback without a kernel driver is denied', () => {
+    const k = resolveFallback(decide(one('action: kernel'), f({ type: 'vfat' })), { backends: [], kernel: false });
+    expect(k.action).toBe('deny');
+    expect(k.reason).toMatch(/the kernel has no vfat driver/);
+    const fb = resolveFallback(decide(one('action: fuse\nfallback: kernel'), f({ type: 'vfat' })), { backends: [], kernel: false });
+    expect(fb.action).toBe('deny');
+    expect(fb.fallbackApplied).not.toBeNull();
+  });
+
+  it('resolveFallback does not change the decision it was given', () => {
+    const d = decide(one('action: fuse'), f({ type: 'exfat' }));
+    const before = JSON.stringify(d);
+    resolveFallback(d, { backends: [] });
+    expect(JSON.stringify(d)).toBe(before);
+  });
+});
+
+describe('the shipped default policy', () => {
+  const policy = loadPolicy(DEFAULT_POLICY, { cacheDir: null });
+  const usb = { bus: 'usb' as const, removable: true };
+
+  it('intercepts FAT, exFAT, NTFS and ext but never FUSE types', () => {
+    expect(policy.intercept).toEqual(expect.arrayContaining(['vfat', 'exfat', 'ntfs', 'ext4']));
+    expect(policy.intercept.some((t) => t.startsWith('fuse'))).toBe(false);
+  });
+
+  it.each<[string, SyntheticFacts, string, string, string[]?]>([
+    ['fstab fixed ext4 disk', { bus: 'nvme', fstab: true, type: 'ext4', options: ['rw', 'suid'] }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab-listed loop device', { bus: 'virtual', loop: true, fstab: true, type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab-listed USB disk (UUID can be copied)', { ...usb, fstab: true, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
+    ['USB stick, FAT', { ...usb, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
+    ['USB hard disk (removable=0), ext4', { bus: 'usb', removable: false, type: 'ext4' }, 'fuse', 'removable-media', ['fuse4fs', 'fuse2fs']],
+    ['SD card, exFAT', { bus: 'mmc', type: 'exfat' }, 'fuse', 'removable-media', ['exfat-fuse']],
+    ['USB stick, btrfs', { ...usb, type: 'btrfs' }, 'deny', 'no-sandbox-for-removable'],
+    ['image file, ext4', { kind: 'image', bus: 'virtual', type: 'ext4' }, 'fuse', 'images-and-loop-devices', ['fuse4fs', 'fuse2fs']],
+    ['loop device, FAT', { loop: true, bus: 'virtual', type: 'vfat' }, 'fuse', 'images-and-loop-devices', ['fusefat']],
+    ['image file, xfs', { kind: 'image', bus: 'virtual', type: 'xfs' }, 'deny', 'no-sandbox-for-removable'],
+    ['unlisted internal NTFS', { bus: 'ata', type: 'ntfs' }, 'fuse', 'unlisted-internal-disks', ['ntfs-3g']],
+    ['unlisted internal xfs', { bus: 'nvme', type: 'xfs' }, 'deny', 'default'],
+  ])('%s → %s', (_name, facts, action, rule, backends) => {
+    const d = decide(policy, f({ ...facts }));
+    expect(d.action).toBe(action);
+    expect(d.rule).toBe(rule);
+    if (backends !== undefined) expect(d.backends).toEqual(backends);
+  });
+
+  it('sandboxed mounts get nosuid,nodev; fstab mounts keep their own options', () => {
+    expect(decide(policy, f({ ...usb, type: 'exfat', options: ['rw', 'suid'] })).finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
+    expect(decide(policy, f({ bus: 'ata', fstab: true, type: 'ext4', options: ['rw', 'suid'] })).finalOptions).toEqual(['rw', 'suid']);
+  });
+
+  it('FAT through fusefat and ext4 through fuse2fs are read-only', () => {
+    expect(decide(policy, f({ ...usb, type: 'vfat', options: ['rw'] })).finalOptions).toEqual(['nosuid', 'nodev', 'ro']);
+    const ext4 = resolveFallback(decide(policy, f({ ...usb, type: 'ext4' })), { backends: ['fuse2fs'] });
+    expect(ext4).toMatchObject({ backend: 'fuse2fs', readOnly: true });
+  });
+});
+
+describe('fail-closed policy', () => {
+  const p = failClosedPolicy('cannot read the policy: ENOENT', '/etc/fusegate/policy.yaml');
+
+  it('sends fixed fstab disks to the kernel driver with their options', () => {
+    const d = decide(p, f({ bus: 'ata', fstab: true, type: 'ext4', options: ['rw'] }));
+    expect(d).toMatchObject({ action: 'kernel', rule: 'fail-closed-fstab', finalOptions: ['rw'] });
+  });
+
+  it.each<[string, SyntheticFacts]>([
+    ['an unlisted USB stick', { bus: 'usb', removable: true, type: 'vfat' }],
+    ['an fstab-listed USB stick', { bus: 'usb', removable: true, fstab: true, type: 'vfat' }],
+    ['an fstab-listed removable disk', { bus: 'scsi', removable: true, fstab: true, type: 'ext4' }],
+    ['an unlisted internal disk', { bus: 'nvme', type: 'ext4' }],
+    ['an image file', { kind: 'image', bus: 'virtual', type: 'ext4' }],
+  ])('denies %s, naming the broken policy', (_n, facts) => {
+    const d = decide(p, f(facts));
+    expect(d.action).toBe('deny');
+    expect(d.reason).toMatch(/\/etc\/fusegate\/policy\.yaml could not be loaded \(cannot read the policy: ENOENT\); fusegate fails closed/);
+  });
+
+  it('is marked as fail-closed', () => {
+    expect(p.failClosed).toEqual({ reason: 'cannot read the policy: ENOENT' });
+  });
+});
