@@ -1,0 +1,164 @@
+/**
+ * Issue "sandboxed service", on the host: for each real Debian FUSE server,
+ * a filesystem image made in the test mounts through the helper → the
+ * adapter (socket-activated by systemd-socket-activate, inside a fake
+ * sandbox: no device nodes, nobody, no capabilities) → the unmodified
+ * server; files written are read back after a remount; umount ends the
+ * server. While mounted, the process serving the mount is the server
+ * itself, holding only the fds it was passed.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { findBackend } from '../../lib/backends';
+import { childrenOf, startActivator, type Activator } from '../support/activator';
+import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir, type MkfsType } from '../support/devices';
+import { mountsAt, unmountAll, waitFor } from '../support/mounts';
+
+const canRun = hasRealDevices();
+if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
+  throw new Error('service tests need root, /dev/fuse and loop devices, and CI requires them');
+}
+
+const ROOT = path.resolve(__dirname, '../..');
+const HELPER = path.join(ROOT, 'dist/helper/main.js');
+const ADAPTER = path.join(ROOT, 'dist/service/adapter.js');
+const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
+
+interface Case {
+  type: MkfsType | 'squashfs';
+  backend: string;
+  /** attach to a loop device (block path) or mount the image file (OPEN path) */
+  via: 'loop' | 'file';
+  writable: boolean;
+}
+
+const CASES: Case[] = [
+  { type: 'ext4', backend: 'fuse2fs', via: 'loop', writable: true },
+  { type: 'vfat', backend: 'fusefat', via: 'file', writable: true },
+  { type: 'exfat', backend: 'exfat-fuse', via: 'loop', writable: true },
+  { type: 'ntfs', backend: 'ntfs-3g', via: 'file', writable: true },
+  { type: 'squashfs', backend: 'squashfuse', via: 'loop', writable: false },
+];
+
+describe.skipIf(!canRun)('helper → adapter → real FUSE server, per backend', () => {
+  let dir: string;
+  let sockets: string;
+  let policy: string;
+  let activator: Activator | undefined;
+
+  beforeAll(() => {
+    for (const f of [HELPER, ADAPTER]) if (!fs.existsSync(f)) throw new Error(`${f} missing: run 'npm run build'`);
+    dir = tempDir();
+    sockets = path.join(dir, 'sockets');
+    fs.mkdirSync(sockets);
+    // Opt in to writing through every backend, so the test can prove data survives a remount.
+    policy = path.join(dir, 'policy.yaml');
+    fs.writeFileSync(
+      policy,
+      `version: 1
+defaults:
+  action: deny
+  reason: not a test image
+  allow_unsafe_write: true
+  force_options: [nosuid, nodev]
+  backends: {ext4: [fuse2fs], vfat: [fusefat], exfat: [exfat-fuse], ntfs: [ntfs-3g], squashfs: [squashfuse]}
+rules:
+  - name: sandbox-test-images
+    match: { has_backend: true }
+    action: fuse
+`,
+    );
+  });
+
+  afterEach(async () => {
+    await activator?.stop();
+    activator = undefined;
+  });
+  afterAll(releaseAll);
+
+  function helper(source: string, mnt: string) {
+    const env = { ...process.env, FUSEGATE_POLICY: policy, FUSEGATE_SOCKET_DIR: sockets, FUSEGATE_FSTAB: '/dev/null' };
+    return spawnSync(process.execPath, [HELPER, source, mnt], { env, encoding: 'utf8', timeout: 30_000 });
+  }
+
+  function image(c: Case, caseDir: string): string {
+    if (c.type !== 'squashfs') return makeImage(caseDir, c.type, c.type === 'ntfs' ? 32 : 16, 'FGTEST');
+    const content = path.join(caseDir, 'content');
+    fs.mkdirSync(content);
+    fs.writeFileSync(path.join(content, 'seed.txt'), 'made by mksquashfs\n');
+    const img = path.join(caseDir, 'squashfs.img');
+    execFileSync('mksquashfs', [content, img, '-quiet', '-noappend'], { stdio: 'pipe' });
+    return img;
+  }
+
+  /** The one process serving the mount: the activator's child. */
+  function serverPid(): number {
+    const kids = childrenOf(activator!.pid);
+    expect(kids).toHaveLength(1);
+    return kids[0]!;
+  }
+
+  for (const c of CASES) {
+    it(`${c.type} through ${c.backend} (${c.via === 'loop' ? 'block device' : 'image file'})`, async () => {
+      const caseDir = fs.mkdtempSync(path.join(dir, `${c.type}-`));
+      const img = image(c, caseDir);
+      const source = c.via === 'loop' ? attachLoop(img) : img;
+      const mnt = path.join(caseDir, 'mnt');
+      fs.mkdirSync(mnt);
+      activator = await startActivator(path.join(sockets, c.backend), [
+        SANDBOX,
+        process.execPath,
+        '--jitless',
+        '--no-expose-wasm',
+        ADAPTER,
+        c.backend,
+      ]);
+
+      try {
+        const first = helper(source, mnt);
+        expect(first.stderr).toBe('');
+        expect(first.status).toBe(0);
+        expect(mountsAt(mnt)[0]!.fsType).toBe(`fuse.${c.backend}`);
+
+        // The mount is served by the FUSE server itself: the adapter exec'd into it.
+        const pid = serverPid();
+        const exe = fs.realpathSync(`/proc/${pid}/exe`);
+        expect(exe).toBe(fs.realpathSync(findBackend(c.backend)!.binary));
+        const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+        expect(status).toMatch(/^Uid:\s+65534\s/m);
+        expect(status).toMatch(/^CapEff:\s+0+$/m);
+        expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+        // It holds /dev/fuse and the source only as passed fds, and sees no device nodes.
+        const targets = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+        const devices = [...new Set(targets.filter((t) => t.startsWith('/dev/') && t !== '/dev/null'))].sort();
+        expect(devices).toEqual([...(c.via === 'loop' ? [source] : []), '/dev/fuse'].sort());
+        if (c.via === 'file') expect(targets).toContain(img);
+        const visibleDev = fs.readdirSync(`/proc/${pid}/root/dev`).sort();
+        expect(visibleDev).toEqual(['fd', 'full', 'null', 'random', 'urandom', 'zero']);
+
+        if (c.writable) {
+          fs.mkdirSync(path.join(mnt, 'dir'));
+          fs.writeFileSync(path.join(mnt, 'dir', 'written.txt'), `written through ${c.backend}\n`);
+        } else {
+          expect(fs.readFileSync(path.join(mnt, 'seed.txt'), 'utf8')).toBe('made by mksquashfs\n');
+          expect(() => fs.writeFileSync(path.join(mnt, 'x'), 'x')).toThrow(/EROFS|EACCES|EPERM/);
+        }
+
+        // umount ends the server.
+        unmountAll(mnt);
+        expect(await waitFor(() => childrenOf(activator!.pid).length === 0, 5000)).toBe(true);
+
+        // A second mount sees what the first wrote.
+        const second = helper(source, mnt);
+        expect(second.status).toBe(0);
+        if (c.writable) expect(fs.readFileSync(path.join(mnt, 'dir', 'written.txt'), 'utf8')).toBe(`written through ${c.backend}\n`);
+        unmountAll(mnt);
+        expect(await waitFor(() => childrenOf(activator!.pid).length === 0, 5000)).toBe(true);
+      } finally {
+        unmountAll(mnt);
+      }
+    }, 60_000);
+  }
+});
