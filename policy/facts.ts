@@ -9,7 +9,7 @@
  */
 import * as fs from 'node:fs';
 import { backendsForType } from '../lib/backends';
-import { blockInfo, probe, type ProbeResult } from './device';
+import { blockInfo, probe, probeWithLibblkid, type ProbeResult } from './device';
 import { Accounts, canonical, findInFstab, parseFstab } from './etc';
 import type { Fact, Facts, MountRequest, SourceKind } from './types';
 
@@ -89,8 +89,10 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
   const statFrom = envIn.stat !== undefined ? 'test stat' : 'stat(2)';
 
   const blk = st?.kind === 'block' && st.device !== undefined ? blockInfo(env.sysfs, env.udevData, st.device) : null;
-  const probeName = envIn.probe !== undefined ? envIn.probeName ?? 'probe' : 'blkid -p';
-  const probed = kind === 'block' || kind === 'image' ? (envIn.probe ?? ((p: string) => probe(env.blkid, p)))(real!) : null;
+  // libblkid in-process unless a test names another blkid binary or probe.
+  const probeFn = envIn.probe ?? (envIn.blkid !== undefined ? (p: string) => probe(env.blkid, p) : probeWithLibblkid);
+  const probeName = envIn.probe !== undefined ? envIn.probeName ?? 'probe' : envIn.blkid !== undefined ? 'blkid -p' : 'libblkid -p';
+  const probed = kind === 'block' || kind === 'image' ? probeFn(real!) : null;
   const tags = probed?.tags ?? {};
   const tag = (k: string): Fact<string | null> => fact(tags[k] ?? null, probed === null ? `not probed (${kind})` : probeName);
 

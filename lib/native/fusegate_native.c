@@ -33,6 +33,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <blkid/blkid.h>
+
 /* Largest number of fds one receive accepts before the kernel must set
  * MSG_CTRUNC. The protocol allows one; we make room for more so that a peer
  * sending two is seen and refused by TypeScript rather than silently cut. */
@@ -707,6 +709,52 @@ static napi_value js_umount2(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* ------------------------------------------------------------------ blkid */
+
+/* blkidProbe(path): {status, tags} from libblkid's low-level probe, the same
+ * probe `blkid -p` runs (superblocks with label/uuid/type/usage/version, and
+ * partition entry details), without the cost of starting blkid(8).
+ * status: "found", "nothing" (no signature), "ambivalent" (more than one). */
+static napi_value js_blkid_probe(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  char *path;
+  if (arg_string(env, argv[0], &path, 0)) return NULL;
+  errno = 0;
+  blkid_probe pr = blkid_new_probe_from_filename(path);
+  int err = errno ? errno : EIO;
+  free(path);
+  if (!pr) return throw_errno(env, err, "blkid_new_probe_from_filename");
+  blkid_probe_enable_superblocks(pr, 1);
+  blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_LABEL | BLKID_SUBLKS_UUID | BLKID_SUBLKS_TYPE |
+                                            BLKID_SUBLKS_SECTYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_VERSION);
+  blkid_probe_enable_partitions(pr, 1);
+  blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+  int rc = blkid_do_safeprobe(pr);
+  if (rc == -1) {
+    err = errno ? errno : EIO;
+    blkid_free_probe(pr);
+    return throw_errno(env, err, "blkid_do_safeprobe");
+  }
+  napi_value obj, tags, status;
+  napi_create_object(env, &obj);
+  napi_create_object(env, &tags);
+  napi_create_string_utf8(env, rc == 0 ? "found" : rc == 1 ? "nothing" : "ambivalent", NAPI_AUTO_LENGTH, &status);
+  int n = rc == 0 ? blkid_probe_numof_values(pr) : 0;
+  for (int i = 0; i < n; i++) {
+    const char *name, *data;
+    size_t len;
+    if (blkid_probe_get_value(pr, i, &name, &data, &len) != 0) continue;
+    napi_value v;
+    /* len counts the NUL; values are bytes from the medium, decoded as UTF-8 by N-API */
+    napi_create_string_utf8(env, data, len > 0 ? len - 1 : 0, &v);
+    napi_set_named_property(env, tags, name, v);
+  }
+  blkid_free_probe(pr);
+  napi_set_named_property(env, obj, "status", status);
+  napi_set_named_property(env, obj, "tags", tags);
+  return obj;
+}
+
 /* ------------------------------------------------------------------ execve */
 
 static char **string_array(napi_env env, napi_value arr) {
@@ -783,6 +831,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("mount", js_mount),
       FN("umount2", js_umount2),
       FN("execve", js_execve),
+      FN("blkidProbe", js_blkid_probe),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -64,6 +64,14 @@ interface NativeAddon {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   execve(file: string, argv: string[], envp: string[]): never;
+  blkidProbe(path: string): BlkidResult;
+}
+
+/** libblkid's low-level probe, as `blkid -p` runs it. */
+export interface BlkidResult {
+  status: 'found' | 'nothing' | 'ambivalent';
+  /** TYPE, UUID, LABEL, USAGE, VERSION, PART_ENTRY_*, PTTYPE, … */
+  tags: Record<string, string>;
 }
 
 /**
@@ -309,6 +317,13 @@ export function mount(source: string | null, target: string, fstype: string | nu
 
 export function umount2(target: string, flags = 0): void {
   call(() => native().umount2(target, flags));
+}
+
+// -------------------------------------------------------------------- blkid
+
+/** Probes what is on a device or image with libblkid, in-process. */
+export function blkidProbe(file: string): BlkidResult {
+  return call(() => native().blkidProbe(file));
 }
 
 // ------------------------------------------------------------------- execve

@@ -59,8 +59,8 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
   it('ext4 on a loop device: probed type, bus virtual, loop, default policy → fuse', async () => {
     const r = await explain([ext4Loop, '/mnt/fg-test', '-o', 'rw']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^ {2}type +ext4 +\[blkid -p\]$/m);
-    expect(r.out).toMatch(/^ {2}label +FGEXT4 +\[blkid -p\]$/m);
+    expect(r.out).toMatch(/^ {2}type +ext4 +\[libblkid -p\]$/m);
+    expect(r.out).toMatch(/^ {2}label +FGEXT4 +\[libblkid -p\]$/m);
     expect(r.out).toMatch(/^ {2}bus +virtual +\[sysfs \/sys\/devices\/virtual\/block\/loop\d+\]$/m);
     expect(r.out).toMatch(/^ {2}loop +true /m);
     expect(r.out).toContain(`backing_file    ${ext4Img}`);
@@ -74,7 +74,7 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     const r = await explain([fatLoop, '/media/fg-test', '-t', 'auto', '-o', 'rw,uhelper=udisks2', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
-    expect(j.facts.type).toEqual({ value: 'vfat', source: 'blkid -p' });
+    expect(j.facts.type).toEqual({ value: 'vfat', source: 'libblkid -p' });
     expect(j.facts.label.value).toBe('FGFAT');
     expect(j.facts.kind.value).toBe('block');
     expect(j.facts.bus.value).toBe('virtual');
