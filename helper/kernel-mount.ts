@@ -2,10 +2,11 @@
  * The kernel path: hand the mount to mount(8) with `-i`, so it does not call
  * a helper again (which may be us, as /sbin/mount.<type>), and with the
  * policy's options. mount(8) sets up loop devices for image files, writes
- * utab for the x-fusegate.* options and returns mount(8)'s own exit codes.
+ * utab for the x-fusegate.* options, prints its own error on failure and
+ * returns mount(8)'s exit codes, which we pass on.
  */
-import { spawnSync } from 'node:child_process';
 import { MountExit } from '../lib/errors';
+import { run } from '../lib/native';
 
 export const MOUNT_BIN = process.env.FUSEGATE_MOUNT_BIN ?? '/bin/mount';
 
@@ -20,15 +21,10 @@ export interface KernelMountRequest {
   verbose: boolean;
 }
 
-export interface KernelMountResult {
-  exitCode: number;
-  /** what mount(8) printed on stderr, for our one-line report */
-  stderr: string;
-}
-
-export function kernelMount(req: KernelMountRequest): KernelMountResult {
+export async function kernelMount(req: KernelMountRequest): Promise<number> {
   const options = [...req.options, ...(req.noMtab ? [] : req.utabOptions)];
   const argv = [
+    'mount',
     '-i',
     ...(req.noMtab ? ['-n'] : []),
     ...(req.verbose ? ['-v'] : []),
@@ -38,7 +34,6 @@ export function kernelMount(req: KernelMountRequest): KernelMountResult {
     req.source,
     req.mountpoint,
   ];
-  const r = spawnSync(MOUNT_BIN, argv, { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
-  if (r.error) return { exitCode: MountExit.SYSTEM, stderr: `cannot run ${MOUNT_BIN}: ${r.error.message}` };
-  return { exitCode: r.status ?? MountExit.SYSTEM, stderr: (r.stderr ?? '').trim() };
+  const status = await run(MOUNT_BIN, argv);
+  return status.signal !== 0 ? MountExit.SYSTEM : status.code;
 }

@@ -4,17 +4,13 @@
  * udisks2 see the x-fusegate.* and uhelper= options. umount(8) removes the
  * entry again.
  */
-import { spawnSync } from 'node:child_process';
+import { run } from '../lib/native';
 import { MOUNT_BIN } from './kernel-mount';
 
-export function recordInUtab(source: string, mountpoint: string, fsType: string, options: string[]): string | null {
-  const r = spawnSync(
-    MOUNT_BIN,
-    ['--no-canonicalize', '-i', '-f', '-t', fsType, '-o', options.join(','), source, mountpoint],
-    { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' },
-  );
-  if (r.error) return r.error.message;
-  return r.status === 0 ? null : (r.stderr ?? '').trim() || `mount -f exited ${r.status}`;
+/** Returns null on success, else what went wrong. */
+export async function recordInUtab(source: string, mountpoint: string, fsType: string, options: string[]): Promise<string | null> {
+  const status = await run(MOUNT_BIN, ['mount', '--no-canonicalize', '-i', '-f', '-t', fsType, '-o', options.join(','), source, mountpoint]);
+  return status.code === 0 ? null : `mount -f exited ${status.code}${status.signal ? ` (signal ${status.signal})` : ''}`;
 }
 
 /** The userspace options a requested option list carries into utab. */

@@ -172,12 +172,15 @@ const CACHE_FORMAT = 1;
 
 function codeStamp(): string {
   const ext = path.extname(__filename);
-  const files = ['validate', 'shadow', 'schema', 'load'].map((m) => {
+  // The validator's files as compiled, and the file this code runs from
+  // (a bundle holds them all; then the others are absent).
+  const paths = [...['validate', 'shadow', 'schema', 'load'].map((m) => path.join(__dirname, m + ext)), __filename];
+  const files = paths.map((p) => {
     try {
-      const st = fs.statSync(path.join(__dirname, m + ext));
-      return `${m}:${st.size}:${st.mtimeMs}`;
+      const st = fs.statSync(p);
+      return `${path.basename(p)}:${st.size}:${st.mtimeMs}`;
     } catch {
-      return `${m}:?`;
+      return `${path.basename(p)}:?`;
     }
   });
   return `${CACHE_FORMAT}/${POLICY_VERSION}/${files.join(',')}/${JSON.stringify(BACKENDS)}`;

@@ -65,6 +65,15 @@ interface NativeAddon {
   umount2(target: string, flags: number): void;
   execve(file: string, argv: string[], envp: string[]): never;
   blkidProbe(path: string): BlkidResult;
+  spawn(file: string, argv: string[], envp: string[] | null): number;
+  waitpid(pid: number): Promise<ExitStatus>;
+}
+
+export interface ExitStatus {
+  /** exit code, or -1 when a signal ended the process */
+  code: number;
+  /** the signal that ended it, 0 if none */
+  signal: number;
 }
 
 /** libblkid's low-level probe, as `blkid -p` runs it. */
@@ -324,6 +333,18 @@ export function umount2(target: string, flags = 0): void {
 /** Probes what is on a device or image with libblkid, in-process. */
 export function blkidProbe(file: string): BlkidResult {
   return call(() => native().blkidProbe(file));
+}
+
+// -------------------------------------------------------------------- spawn
+
+/**
+ * Starts a program (stdin from /dev/null, stdout and stderr shared) and
+ * waits for it on the thread pool. For the mount path, where Node's
+ * child_process module costs more to load than mount(8) takes to run.
+ */
+export async function run(file: string, argv: string[], envp: string[] | null = null): Promise<ExitStatus> {
+  const pid = call(() => native().spawn(file, argv, envp));
+  return callAsync(() => native().waitpid(pid));
 }
 
 // ------------------------------------------------------------------- execve

@@ -15,7 +15,7 @@ if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E ==
   throw new Error('helper tests need root, /dev/fuse and loop devices, and CI requires them');
 }
 
-const HELPER = path.resolve(__dirname, '../../dist/helper/main.js');
+const HELPER = path.resolve(__dirname, '../../dist/helper/mount.fusegate.js');
 
 describe.skipIf(!canRun)('mount.fusegate on the kernel and deny paths', () => {
   let dir: string;

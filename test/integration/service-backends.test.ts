@@ -22,8 +22,8 @@ if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E ==
 }
 
 const ROOT = path.resolve(__dirname, '../..');
-const HELPER = path.join(ROOT, 'dist/helper/main.js');
-const ADAPTER = path.join(ROOT, 'dist/service/adapter.js');
+const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
+const ADAPTER = path.join(ROOT, 'dist/service/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
 interface Case {

@@ -1,0 +1,18 @@
+/**
+ * The helper's entry point (what /sbin/mount.fusegate runs, through the
+ * bundle loader that `npm run build` writes). Kept apart from main.ts so the
+ * helper can also run in-process in tests.
+ */
+import { MountExit } from '../lib/errors';
+import { helperTimeoutMs, runHelper } from './main';
+
+// The hard limit: whatever hangs (a service that never answers, a stuck
+// connect), mount(8) gets an answer. The session's own deadline fires first
+// and tears down any mount; this is the last resort.
+const limit = helperTimeoutMs() + 2000;
+setTimeout(() => {
+  process.stderr.write(`mount.fusegate: gave up after ${limit / 1000} s\n`);
+  process.exit(MountExit.FAILURE);
+}, limit).unref();
+
+runHelper(process.argv.slice(2), process.argv[1] ?? 'mount.fusegate').then((code) => process.exit(code));
