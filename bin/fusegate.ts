@@ -12,15 +12,23 @@ const USAGE = `Usage: fusegate COMMAND [ARGS...]
 Mount untrusted filesystems through sandboxed FUSE servers.
 
 Commands:
-  policy check [FILE]          validate a policy file (default /etc/fusegate/policy.yaml)
-  policy explain SOURCE [DIR]  show the facts, the rules tried and the decision for a mount
-  install [--root DIR]         install the helper, units, default policy and shims
-  uninstall [--root DIR]       remove what install put in place
-  doctor                       check everything a sandboxed mount needs
-  status                       list active sandboxed mounts
-  help                         show this text
+  policy check [FILE] [--json]
+        validate a policy file (default /etc/fusegate/policy.yaml)
+  policy explain SOURCE [DIR] [-t TYPE] [-o OPTS] [--uid N] [--json]
+        show the facts, every rule tried and the decision for a mount
+  install [--root DIR] [--take-over[=TYPE,...]] [--dry-run]
+        install the helper, the units (sockets enabled), the default policy
+        and the fdmap preload; idempotent
+  uninstall [--root DIR] [--purge] [--dry-run]
+        remove what install put in place and restore taken-over helpers
+  doctor [--root DIR] [--json]
+        check everything a sandboxed mount needs, with a fix for each problem
+  status [--json]
+        list active sandboxed mounts: source, mountpoint, backend, unit, pid, memory
+  help  show this text
 
-See fusegate(8) in README.md and policy/README.md for the policy format.`;
+Each command takes --help. The mount helper is mount.fusegate(8)
+(mount.fusegate --help); the policy format is in policy/README.md.`;
 
 type Subcommand = (args: string[]) => Promise<number> | number;
 
