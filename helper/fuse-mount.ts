@@ -10,6 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as native from '../lib/native';
+import { readMountinfo, type MountinfoEntry } from '../lib/mountinfo';
 import { FSCONFIG, MOUNT_ATTR, MOVE_MOUNT, MS } from '../lib/native';
 
 export interface FuseMountSpec {
@@ -112,42 +113,6 @@ function legacyMount(spec: FuseMountSpec): MadeMount {
   const target = `/proc/self/fd/${spec.mountpointFd}`;
   native.mount(spec.source, target, `${spec.fsType}.${spec.subtype}`, spec.msFlags, legacyData(spec));
   return { api: 'mount(2)', device: findMountDevice(spec.mountpointFd) };
-}
-
-export interface MountinfoEntry {
-  id: number;
-  parent: number;
-  device: string;
-  root: string;
-  mountpoint: string;
-  fsType: string;
-  source: string;
-}
-
-/** Decodes the octal escapes mountinfo uses for spaces, tabs, newlines and backslashes. */
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-export function readMountinfo(file = '/proc/self/mountinfo'): MountinfoEntry[] {
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((line) => {
-      const [pre, post = ''] = line.split(' - ');
-      const f = pre!.split(' ');
-      const p = post.split(' ');
-      return {
-        id: Number(f[0]),
-        parent: Number(f[1]),
-        device: f[2] ?? '',
-        root: unescapeMountinfo(f[3] ?? ''),
-        mountpoint: unescapeMountinfo(f[4] ?? ''),
-        fsType: p[0] ?? '',
-        source: unescapeMountinfo(p[1] ?? ''),
-      };
-    });
 }
 
 /**

@@ -7,28 +7,11 @@
 import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import * as native from '../lib/native';
-import { MS } from '../lib/native';
+import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
 import { ServiceFailed, ServiceSession, type SessionEvent, type SessionResult } from './service-session';
-
-/** mount options that the policy can force, as MS_* flags */
-const FORCEABLE_FLAGS: Record<string, number> = {
-  ro: MS.RDONLY,
-  nosuid: MS.NOSUID,
-  nodev: MS.NODEV,
-  noexec: MS.NOEXEC,
-  noatime: MS.NOATIME,
-  nodiratime: MS.NODIRATIME,
-  sync: MS.SYNCHRONOUS,
-  dirsync: MS.DIRSYNC,
-  nosymfollow: MS.NOSYMFOLLOW,
-};
-
-export function forcedMsFlags(options: readonly string[]): number {
-  return options.reduce((flags, o) => flags | (FORCEABLE_FLAGS[o] ?? 0), 0);
-}
 
 export interface SandboxOutcome {
   result: SessionResult;
@@ -110,7 +93,7 @@ export async function sandboxMount(
         sourceIsBlock: ctx.source.stat.isBlockDevice(),
         mountpointFd: ctx.mountpoint.fd,
         caller: ctx.caller,
-        forcedMsFlags: forcedMsFlags(decision.finalOptions),
+        forcedMsFlags: msFlagsOf(decision.finalOptions),
         refusedOptions: rule?.refuseOptions ?? ctx.policy.defaults.refuseOptions,
         readOnly: decision.readOnly,
         deadline,

@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { unescapeOctal } from '../lib/mountinfo';
 import type { IdName } from './types';
 
 export interface FstabEntry {
@@ -24,10 +25,6 @@ export interface FstabEntry {
   line: number;
 }
 
-/** fstab(5) escapes spaces and tabs as octal (\040, \011). */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
 
 export function parseFstab(text: string): FstabEntry[] {
   const out: FstabEntry[] = [];
@@ -36,7 +33,7 @@ export function parseFstab(text: string): FstabEntry[] {
     if (line === '' || line.startsWith('#')) return;
     const f = line.split(/\s+/);
     if (f.length < 2) return;
-    out.push({ spec: unescape(f[0]!), target: unescape(f[1]!), type: f[2] ?? 'auto', options: f[3] ?? 'defaults', line: i + 1 });
+    out.push({ spec: unescapeOctal(f[0]!), target: unescapeOctal(f[1]!), type: f[2] ?? 'auto', options: f[3] ?? 'defaults', line: i + 1 });
   });
   return out;
 }

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BACKENDS } from '../lib/backends';
 import { FusegateError, MountExit } from '../lib/errors';
-import { DEFAULT_POLICY_PATH, POLICY_VERSION } from './schema';
+import { BUILTIN_DEFAULTS, DEFAULT_POLICY_PATH, POLICY_VERSION } from './schema';
 import type { Diagnostic, Policy } from './types';
 // Cheap to import: validate.ts requires the (slow to load) yaml package only when called.
 import { validatePolicyText } from './validate';
@@ -121,14 +121,8 @@ export function failClosedPolicy(reason: string, file = policyPath()): Policy {
     intercept: [],
     failClosed: { reason },
     defaults: {
-      action: 'deny',
+      ...BUILTIN_DEFAULTS,
       reason: `the policy ${file} could not be loaded (${reason}); fusegate fails closed and only mounts fixed disks listed in /etc/fstab`,
-      fallback: 'deny',
-      forceOptions: [],
-      refuseOptions: [],
-      onRefused: 'deny',
-      readOnly: false,
-      allowUnsafeWrite: false,
       backends: {},
     },
     rules: [{

@@ -4,7 +4,7 @@
  * keeping the tables here means a new key cannot be accepted by one and
  * unknown to another.
  */
-import type { Action, Bus, Fallback, MatchKey, OnRefused, SourceKind } from './types';
+import type { Action, Bus, Defaults, Fallback, MatchKey, OnRefused, SourceKind } from './types';
 
 export const POLICY_VERSION = 1;
 export const DEFAULT_POLICY_PATH = '/etc/fusegate/policy.yaml';
@@ -101,3 +101,16 @@ function editDistance(a: string, b: string): number {
   }
   return row[b.length]!;
 }
+
+/** What a policy without a `defaults` section (or a key of it) gets. */
+export const BUILTIN_DEFAULTS: Defaults = {
+  action: 'deny',
+  reason: 'no policy rule matched this mount',
+  fallback: 'deny',
+  forceOptions: [],
+  refuseOptions: [],
+  onRefused: 'deny',
+  readOnly: false,
+  allowUnsafeWrite: false,
+  backends: {},
+};

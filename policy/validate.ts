@@ -12,7 +12,7 @@
 import type { Document, LineCounter, Node as YNode, Pair, YAMLMap, YAMLSeq } from 'yaml';
 import { BACKENDS, findBackend } from '../lib/backends';
 import {
-  ACTIONS, closest, DEFAULTS_KEYS, FALLBACKS, FSTYPE_RE, MATCH_KEYS, NAME_RE, ON_REFUSED, OPTION_RE,
+  ACTIONS, BUILTIN_DEFAULTS, closest, DEFAULTS_KEYS, FALLBACKS, FSTYPE_RE, MATCH_KEYS, NAME_RE, ON_REFUSED, OPTION_RE,
   POLICY_VERSION, RULE_KEYS, TOP_KEYS,
 } from './schema';
 import { opposite } from './options';
@@ -99,17 +99,6 @@ function sorted(d: Diagnostic[]): Diagnostic[] {
   return d.sort((a, b) => a.line - b.line || a.column - b.column);
 }
 
-const BUILTIN_DEFAULTS: Defaults = {
-  action: 'deny',
-  reason: 'no policy rule matched this mount',
-  fallback: 'deny',
-  forceOptions: [],
-  refuseOptions: [],
-  onRefused: 'deny',
-  readOnly: false,
-  allowUnsafeWrite: false,
-  backends: {},
-};
 
 /** Keys that only mean something for a fuse rule (or for kernel/fuse, not deny). */
 const NOT_FOR_DENY = ['backends', 'force_options', 'refuse_options', 'on_refused', 'read_only', 'allow_unsafe_write', 'fallback'];

@@ -7,20 +7,11 @@
  */
 import * as fs from 'node:fs';
 import { BACKENDS } from '../lib/backends';
+import { MOUNTINFO, parseMountinfo, unescapeOctal, type MountinfoEntry } from '../lib/mountinfo';
 
-export const MOUNTINFO = '/proc/self/mountinfo';
+export { MOUNTINFO, parseMountinfo, unescapeOctal, type MountinfoEntry };
+
 export const UTAB = '/run/mount/utab';
-
-export interface MountinfoEntry {
-  id: number;
-  /** "major:minor"; for FUSE the minor is the connection number in /sys/fs/fuse/connections */
-  device: string;
-  mountpoint: string;
-  fsType: string;
-  source: string;
-  options: string;
-  superOptions: string;
-}
 
 export interface UtabEntry {
   id: number | null;
@@ -42,32 +33,6 @@ export interface SandboxedMount {
   /** who asked (uhelper= in utab, e.g. udisks2), if recorded */
   uhelper: string | null;
   readOnly: boolean;
-}
-
-/** mountinfo and utab escape space, tab, newline and backslash as \ooo. */
-export function unescapeOctal(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-export function parseMountinfo(text: string): MountinfoEntry[] {
-  const out: MountinfoEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue;
-    const fields = line.split(' ');
-    // Optional fields (shared:N, master:N) end at a lone '-'.
-    const sep = fields.indexOf('-', 6);
-    if (sep < 0 || fields.length < sep + 3) continue;
-    out.push({
-      id: Number(fields[0]),
-      device: fields[2]!,
-      mountpoint: unescapeOctal(fields[4]!),
-      options: fields[5]!,
-      fsType: fields[sep + 1]!,
-      source: unescapeOctal(fields[sep + 2]!),
-      superOptions: fields[sep + 3] ?? '',
-    });
-  }
-  return out;
 }
 
 export function parseUtab(text: string): UtabEntry[] {

@@ -13,7 +13,7 @@
  * accepted once the file requests are over.
  */
 import * as fs from 'node:fs';
-import { MS } from '../lib/native';
+import { msFlagsOf } from '../lib/mount-flags';
 import {
   Channel,
   FILE_ARGV,
@@ -79,21 +79,6 @@ export function parseMountArgs(argv: string[]): MountArgs {
     throw new ProtocolError('bad-argv', `argv must be [subtype, SOURCE, DIR, -o OPTIONS], got ${JSON.stringify(argv)}`);
   }
   return { subtype, source: positional[0]!, mountpoint: positional[1]!, options };
-}
-
-const MS_BY_OPTION: Record<string, number> = {
-  ro: MS.RDONLY,
-  nosuid: MS.NOSUID,
-  nodev: MS.NODEV,
-  noexec: MS.NOEXEC,
-  noatime: MS.NOATIME,
-  nodiratime: MS.NODIRATIME,
-  sync: MS.SYNCHRONOUS,
-  dirsync: MS.DIRSYNC,
-};
-
-export function msFlagsOf(options: readonly string[]): number {
-  return options.reduce((f, o) => f | (MS_BY_OPTION[o] ?? 0), 0);
 }
 
 export class ServerSession {
