@@ -148,7 +148,15 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       });
       let exit: number = MountExit.SUCCESS;
       if (!args.noMtab && !result.utabDisabled) {
-        const options = [`x-fusegate.backend=${d.backend}`, ...utab, ...userspaceOptions(d.finalOptions), ...result.utabOptions];
+        // helper=fusegate: umount(8) then runs umount.fusegate, which waits for the server to finish writing.
+        const options = [
+          'helper=fusegate',
+          `x-fusegate.backend=${d.backend}`,
+          ...(unit ? [`x-fusegate.unit=${unit}`] : []),
+          ...utab,
+          ...userspaceOptions(d.finalOptions),
+          ...result.utabOptions,
+        ];
         const err = await recordInUtab(args.source, args.mountpoint, `fuse.${d.backend}`, options);
         if (err !== null) {
           say(`mounted, but utab could not be written: ${err}`);

@@ -11,6 +11,7 @@ import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
+import { instanceForClient } from './service-instance';
 import { ServiceFailed, ServiceSession, type SessionEvent, type SessionResult } from './service-session';
 
 export interface SandboxOutcome {
@@ -31,21 +32,6 @@ export class SandboxMountError extends FusegateError {
       exitCode: MountExit.FAILURE,
       cause,
     });
-  }
-}
-
-/**
- * The service instance systemd started for our connection. SO_PEERCRED names
- * whoever listened (systemd itself), so it cannot tell; but systemd names
- * Accept=yes instances `<backend>@<n>-<client pid>-<client uid>.service`.
- */
-export function unitOfConnection(backend: string, uid: number, cgroupRoot = '/sys/fs/cgroup/system.slice'): string | null {
-  const suffix = `-${process.pid}-${uid}.service`;
-  try {
-    const slice = `${cgroupRoot}/system-${backend.replace(/-/g, '\\x2d')}.slice`;
-    return fs.readdirSync(slice).find((d) => d.startsWith(`${backend}@`) && d.endsWith(suffix)) ?? null;
-  } catch {
-    return null;
   }
 }
 
@@ -81,7 +67,6 @@ export async function sandboxMount(
       throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
     }
     const peer = native.peerCredentials(fd);
-    unit = unitOfConnection(decision.backend, ctx.caller.uid);
     session = new ServiceSession(
       channel,
       {
@@ -101,6 +86,8 @@ export async function sandboxMount(
       onEvent,
     );
     const result = await session.run();
+    // Looked up only now: systemd may create the instance after accepting.
+    unit = instanceForClient(decision.backend, process.pid, process.getuid!());
     await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));
     return { result, unit, peerPid: peer.pid };
   } catch (err) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * Bundles the two programs on the mount path — the helper and the service
- * adapter — into one file each, and writes a V8 code cache beside each, so a
+ * Bundles the programs on the mount path — the mount helper, the umount
+ * helper and the service adapter — into one file each, and writes a V8 code cache beside each, so a
  * mount pays neither for resolving ~30 module files nor for compiling them.
  * Measured (bench/helper-startup): module resolution ~5 ms, compilation ~2.5 ms
  * of a ~20 ms budget over Node's own start-up.
@@ -21,6 +21,7 @@ const ROOT = path.resolve(__dirname, '..');
 const PROGRAMS = [
   // [entry compiled by tsc, loader to write, node flags the program runs with]
   ['dist/helper/entry.js', 'dist/helper/mount.fusegate.js', []],
+  ['dist/helper/umount-entry.js', 'dist/helper/umount.fusegate.js', []],
   ['dist/service/adapter.js', 'dist/service/adapter-start.js', ['--jitless', '--no-expose-wasm']],
 ];
 

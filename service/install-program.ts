@@ -26,6 +26,8 @@ export const REQUIRED = [
   // The mount path runs bundles (scripts/bundle.js, part of `npm run build`): the loader and its bundle each.
   'dist/helper/mount.fusegate.js',
   'dist/helper/mount.fusegate.bundle.js',
+  'dist/helper/umount.fusegate.js',
+  'dist/helper/umount.fusegate.bundle.js',
   'dist/service/adapter-start.js',
   'dist/service/adapter-start.bundle.js',
   'dist/bin/fusegate.js',
@@ -35,7 +37,12 @@ export const REQUIRED = [
 ];
 
 /** Run directly by mount(8) and by administrators: executable whatever tsc made them. */
-const EXECUTABLES = new Set(['dist/helper/mount.fusegate.js', 'dist/service/adapter-start.js', 'dist/bin/fusegate.js']);
+const EXECUTABLES = new Set([
+  'dist/helper/mount.fusegate.js',
+  'dist/helper/umount.fusegate.js',
+  'dist/service/adapter-start.js',
+  'dist/bin/fusegate.js',
+]);
 
 /** dist/ holds everything tsc compiled; the benchmarks are not part of the program. */
 const DIST_EXCLUDE = new Set(['dist/bench']);

@@ -19,7 +19,9 @@ import { readlinkOrNull, TreeWriter, type WriteResult } from './install-fs';
 import { processIo, type Io } from './cli-io';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
-import { BIN_DIR, CLI_TARGET, DIVERTED_DIR, HELPER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
+import {
+  BIN_DIR, CLI_TARGET, DIVERTED_DIR, HELPER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
+} from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends } from './units';
 
@@ -228,6 +230,7 @@ class Installer {
     this.policy();
     const types = this.interceptTypes();
     this.link('mount.fusegate', this.layout.helperLink('fusegate'), HELPER_TARGET, 'mount.fusegate');
+    this.link('umount.fusegate', this.layout.umountHelperLink(), UMOUNT_HELPER_TARGET, 'umount.fusegate');
     this.link('fusegate command', `${BIN_DIR}/fusegate`, CLI_TARGET, 'fusegate');
     if (types !== null) for (const t of types) this.link(`mount.${t}`, this.layout.helperLink(t), HELPER_TARGET, t);
     else if (this.old) {

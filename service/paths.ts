@@ -20,6 +20,8 @@ export const DIVERTED_DIR = `${LIB_DIR}/diverted`;
  * cache (dist/helper/main.js is a module without an entry point).
  */
 export const HELPER_TARGET = `${LIB_DIR}/dist/helper/mount.fusegate.js`;
+/** umount.fusegate: umount(8) runs it for mounts whose utab entry says helper=fusegate. */
+export const UMOUNT_HELPER_TARGET = `${LIB_DIR}/dist/helper/umount.fusegate.js`;
 export const CLI_TARGET = `${LIB_DIR}/dist/bin/fusegate.js`;
 /**
  * Administrator-installed units go to /etc/systemd/system: fusegate is not
@@ -55,6 +57,11 @@ export class Layout {
   /** Where mount(8) finds a helper named `mount.<name>` (runtime path). */
   helperLink(name: string): string {
     return path.posix.join(this.sbinDir, `mount.${name}`);
+  }
+
+  /** Where umount(8) finds umount.fusegate (runtime path). */
+  umountHelperLink(): string {
+    return path.posix.join(this.sbinDir, 'umount.fusegate');
   }
 
   /** How an output line names a runtime path: as is, or under the root. */

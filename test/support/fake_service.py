@@ -20,6 +20,8 @@ FAKE_MODE picks a misbehaviour, to prove the helper refuses it:
   die-before-byee  exit right after the mount, without BYEE
   hang             never answer after the mount
   hang-serving     say BYEE(0), then never answer FUSE requests
+  slow-exit        behave, but linger FAKE_EXIT_DELAY seconds after the
+                   unmount before exiting, like a server flushing its data
 FAKE_LOG, when set, names a file that gets one JSON line of what the helper sent.
 """
 import errno
@@ -224,6 +226,8 @@ def main():
     write_log()
     bye(sock, 0)
     serve_fuse(fuse_fd, answer=(mode != 'hang-serving'))
+    if mode == 'slow-exit':
+        time.sleep(float(os.environ.get('FAKE_EXIT_DELAY', '1.5')))
 
 
 def recv_file_error_after(sock, kind, path):
