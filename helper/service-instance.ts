@@ -8,33 +8,35 @@
  */
 import * as fs from 'node:fs';
 
-export const SYSTEM_SLICE = process.env.FUSEGATE_CGROUP_SYSTEM_SLICE ?? '/sys/fs/cgroup/system.slice';
+/** system.slice in the unified hierarchy, the hybrid one, and cgroup v1's name=systemd tree. */
+const SYSTEM_SLICES = process.env.FUSEGATE_CGROUP_SYSTEM_SLICE
+  ? [process.env.FUSEGATE_CGROUP_SYSTEM_SLICE]
+  : ['/sys/fs/cgroup/system.slice', '/sys/fs/cgroup/unified/system.slice', '/sys/fs/cgroup/systemd/system.slice'];
 
-/** systemd escapes '-' in slice names as \x2d. */
-function templateSlice(backend: string): string {
-  return `${SYSTEM_SLICE}/system-${backend.replace(/-/g, '\\x2d')}.slice`;
+/** The template's slice directories that exist here; systemd escapes '-' in slice names as \x2d. */
+function templateSlices(backend: string): string[] {
+  return SYSTEM_SLICES.map((s) => `${s}/system-${backend.replace(/-/g, '\\x2d')}.slice`).filter((d) => fs.existsSync(d));
 }
 
 /** The instance started for this process's connection to `backend`, or null outside systemd. */
 export function instanceForClient(backend: string, clientPid: number, clientUid: number): string | null {
   const suffix = `-${clientPid}-${clientUid}.service`;
-  try {
-    return fs.readdirSync(templateSlice(backend)).find((d) => d.startsWith(`${backend}@`) && d.endsWith(suffix)) ?? null;
-  } catch {
-    return null;
+  for (const slice of templateSlices(backend)) {
+    const found = fs.readdirSync(slice).find((d) => d.startsWith(`${backend}@`) && d.endsWith(suffix));
+    if (found) return found;
   }
+  return null;
 }
 
 /** Pids in the instance's cgroup: the FUSE server (the adapter exec'd into it). Empty once it is gone. */
 export function instanceProcesses(unit: string): number[] {
   const backend = unit.slice(0, unit.indexOf('@'));
-  try {
-    return fs
-      .readFileSync(`${templateSlice(backend)}/${unit}/cgroup.procs`, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
+  for (const slice of templateSlices(backend)) {
+    try {
+      return fs.readFileSync(`${slice}/${unit}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).map(Number);
+    } catch {
+      // not in this hierarchy
+    }
   }
+  return [];
 }

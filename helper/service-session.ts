@@ -284,16 +284,36 @@ export class ServiceSession {
       throw new Refusal(E.EROFS, `${req.kind} asks to write, but the policy mounts this source read-only`);
     }
     if (req.kind === 'BDEV' && !this.plan.sourceIsBlock) throw new Refusal(E.ENOTBLK, `'${req.path}' is not a block device`);
+    // Nothing may have the device mounted or claimed while a server gets it.
+    if (this.plan.sourceIsBlock) this.assertNotInUse();
     // Reopen through the pinned fd: the same inode the policy looked at, with
-    // the caller's rights, exclusively for a block device so nothing else
-    // mounts it underneath the server.
-    const flags = req.openFlags | (this.plan.sourceIsBlock ? fs.constants.O_EXCL : 0);
-    const fd = native.openAs(`/proc/self/fd/${this.plan.sourceFd}`, flags, 0, this.plan.caller);
+    // the caller's rights. O_EXCL only if the server asks: a fuseblk mount
+    // takes the exclusive claim itself and would fail (EBUSY) against ours.
+    const fd = native.openAs(`/proc/self/fd/${this.plan.sourceFd}`, req.openFlags, 0, this.plan.caller);
     if (req.kind === 'BDEV' && !fs.fstatSync(fd).isBlockDevice()) {
       fs.closeSync(fd);
       throw new Refusal(E.ENOTBLK, `'${req.path}' is not a block device`);
     }
     return fd;
+  }
+
+  /**
+   * An exclusive open fails (EBUSY) while anything mounts or claims the
+   * device. Checked when the device is handed out and again just before a
+   * fuseblk mount, which would otherwise silently share the superblock of a
+   * mount of the same device made in between.
+   */
+  private assertNotInUse(): void {
+    let fd: number;
+    try {
+      fd = native.openAs(`/proc/self/fd/${this.plan.sourceFd}`, fs.constants.O_RDONLY | fs.constants.O_EXCL, 0, this.plan.caller);
+    } catch (err) {
+      if (err instanceof native.SyscallError && err.code === 'EBUSY') {
+        throw new Refusal(E.EBUSY, `'${this.plan.source}' is in use (mounted or claimed elsewhere)`);
+      }
+      throw err;
+    }
+    fs.closeSync(fd);
   }
 
   // ------------------------------------------------------------------ steps
@@ -361,6 +381,7 @@ export class ServiceSession {
     }
     if (this.mountpointMode === 0) throw new Refusal(E.EINVAL, 'no mountpoint was accepted');
     const forced = this.plan.forcedMsFlags | (this.plan.readOnly ? MS.RDONLY : 0);
+    if (this.fsopenFlags & FSOPEN_FLAGS.FUSEBLK) this.assertNotInUse();
     if ((msFlags | forced) !== msFlags) {
       this.onEvent({ kind: 'policy-applied', what: `policy forced mount flags 0x${(forced & ~msFlags).toString(16)}` });
     }

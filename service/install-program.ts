@@ -44,8 +44,8 @@ const EXECUTABLES = new Set([
   'dist/bin/fusegate.js',
 ]);
 
-/** dist/ holds everything tsc compiled; the benchmarks are not part of the program. */
-const DIST_EXCLUDE = new Set(['dist/bench']);
+/** dist/ holds everything tsc compiled; the benchmarks, the demo and the e2e harness are not part of the program. */
+const DIST_EXCLUDE = new Set(['dist/bench', 'dist/scripts', 'dist/test']);
 
 function modeOf(rel: string, st: fs.Stats): number {
   if (EXECUTABLES.has(rel)) return 0o755;

@@ -91,5 +91,8 @@ export function execServer(launch: ServerLaunch, h: MountHandoff, socketFd: numb
   native.dup3(fuse, FUSE_FD, 0);
   native.dup3(source, SOURCE_FD, 0);
   native.closeFromOnExec(SOURCE_FD + 1);
+  // Node marks stdin/stdout/stderr close-on-exec at start-up (uv_disable_stdio_inheritance):
+  // without this the server's own messages never reach the journal.
+  for (const fd of [0, 1, 2]) native.setCloexec(fd, false);
   return native.execve(launch.file, launch.argv, launch.env);
 }

@@ -18,6 +18,7 @@ import {
   Channel,
   FILE_ARGV,
   FILE_FUSEDEV,
+  FSOPEN_FLAGS,
   HELLO_FLAGS,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -111,14 +112,15 @@ export class ServerSession {
 
   async run(): Promise<MountHandoff> {
     try {
-      const allowOther = await this.hello();
+      const helloFlags = await this.hello();
+      const allowOther = (helloFlags & HELLO_FLAGS.ALLOW_OTHER) !== 0;
       const memfd = await this.receiveFile(FILE_ARGV);
       const args = parseMountArgs(readArgvFd(memfd));
       this.close(memfd);
       const fuseFd = await this.receiveFile(FILE_FUSEDEV);
       const readOnly = args.options.includes('ro');
       const { fd: sourceFd, isBlock } = await this.requestSource(args.source, readOnly);
-      await this.mount(args, allowOther);
+      await this.mount(args, allowOther, isBlock && (helloFlags & HELLO_FLAGS.FUSEBLK) !== 0);
       return { args, fuseFd, sourceFd, sourceIsBlock: isBlock, readOnly, allowOther };
     } catch (err) {
       for (const fd of this.owned.splice(0)) this.close(fd);
@@ -126,14 +128,14 @@ export class ServerSession {
     }
   }
 
-  private async hello(): Promise<boolean> {
+  private async hello(): Promise<number> {
     const { msg } = await this.receive();
     if (msg.kind !== 'SAFT') throw new ProtocolError('out-of-order', `expected SAFT, got ${msg.kind}`);
     if (msg.minVersion > PROTOCOL_VERSION || msg.maxVersion < PROTOCOL_VERSION) {
       throw new ProtocolError('bad-version', `the helper speaks versions ${msg.minVersion}..${msg.maxVersion}, not ${PROTOCOL_VERSION}`);
     }
     await this.channel.send({ kind: 'LAST', version: PROTOCOL_VERSION }, undefined, STEP_TIMEOUT_MS);
-    return (msg.flags & HELLO_FLAGS.ALLOW_OTHER) !== 0;
+    return msg.flags;
   }
 
   /**
@@ -157,8 +159,8 @@ export class ServerSession {
     return { fd: file.fd!, isBlock: false };
   }
 
-  private async mount(args: MountArgs, allowOther: boolean): Promise<void> {
-    await this.step({ kind: 'TYPE', fsopenFlags: 0 });
+  private async mount(args: MountArgs, allowOther: boolean, fuseblk: boolean): Promise<void> {
+    await this.step({ kind: 'TYPE', fsopenFlags: fuseblk ? FSOPEN_FLAGS.FUSEBLK : 0 });
     await this.step({ kind: 'NAME', source: args.source });
     await this.step({ kind: 'MNTP', expectedFormat: S_IFDIR, path: args.mountpoint });
     // The kernel checks permissions (the server may run as anyone), and the

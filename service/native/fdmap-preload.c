@@ -78,6 +78,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,4 +632,89 @@ EXPORT int fuse_daemonize(int fg)
     /* Only reached from processes linking libfuse, so RTLD_NEXT finds it. */
     REAL(fuse_daemonize);
     return real_fuse_daemonize(foreground ? 1 : fg);
+}
+
+/* ---- the service's own user: a name for the dynamic uid ---- */
+
+/*
+ * A DynamicUser's name is resolved by nss-systemd over a local socket that
+ * the unit does not allow (RestrictAddressFamilies=none), so getpwuid() of
+ * the server's own uid finds nothing, and exfat-fuse ("failed to determine
+ * username") and ntfs-3g refuse to start. When, and only when, the real
+ * lookup fails for the process's own uid, answer with a fixed entry.
+ */
+static struct passwd *own_entry(uid_t uid, struct passwd *pw)
+{
+    static char name[] = "fusegate-server", dir[] = "/", shell[] = "/usr/sbin/nologin", empty[] = "";
+    pw->pw_name = name;
+    pw->pw_passwd = empty;
+    pw->pw_uid = uid;
+    pw->pw_gid = getgid();
+    pw->pw_gecos = empty;
+    pw->pw_dir = dir;
+    pw->pw_shell = shell;
+    return pw;
+}
+
+EXPORT struct passwd *getpwuid(uid_t uid)
+{
+    static struct passwd own;
+    REAL(getpwuid);
+    int saved = errno;
+    struct passwd *pw = real_getpwuid(uid);
+    if (pw != NULL || uid != getuid())
+        return pw;
+    errno = saved;
+    LOG("getpwuid(%u) answered with the service's own user\n", (unsigned)uid);
+    return own_entry(uid, &own);
+}
+
+EXPORT int getpwuid_r(uid_t uid, struct passwd *pwd, char *buf, size_t buflen, struct passwd **result)
+{
+    REAL(getpwuid_r);
+    int r = real_getpwuid_r(uid, pwd, buf, buflen, result);
+    if (r != 0 || *result != NULL || uid != getuid())
+        return r;
+    LOG("getpwuid_r(%u) answered with the service's own user\n", (unsigned)uid);
+    /* The strings are static, so the caller's buffer is not needed. */
+    *result = own_entry(uid, pwd);
+    return 0;
+}
+
+/* ---- uid juggling that changes nothing ---- */
+
+/*
+ * ntfs-3g drops and restores privileges with setresuid()/setresgid(), a
+ * habit of its setuid-root past. In the sandbox (no capabilities,
+ * NoNewPrivileges) every id is already the service's own, and the seccomp
+ * filter refuses the set*id family outright (EPERM), so ntfs-3g gives up.
+ * A call that asks for the ids the process already has is answered with
+ * success without the syscall; any real change still goes to the kernel
+ * (and is refused there).
+ */
+static int unchanged(unsigned want, unsigned have)
+{
+    return want == (unsigned)-1 || want == have;
+}
+
+EXPORT int setresuid(uid_t r, uid_t e, uid_t s)
+{
+    uid_t cr, ce, cs;
+    if (getresuid(&cr, &ce, &cs) == 0 && unchanged(r, cr) && unchanged(e, ce) && unchanged(s, cs)) {
+        LOG("setresuid(%d, %d, %d): no change, answered without the syscall\n", (int)r, (int)e, (int)s);
+        return 0;
+    }
+    REAL(setresuid);
+    return real_setresuid(r, e, s);
+}
+
+EXPORT int setresgid(gid_t r, gid_t e, gid_t s)
+{
+    gid_t cr, ce, cs;
+    if (getresgid(&cr, &ce, &cs) == 0 && unchanged(r, cr) && unchanged(e, ce) && unchanged(s, cs)) {
+        LOG("setresgid(%d, %d, %d): no change, answered without the syscall\n", (int)r, (int)e, (int)s);
+        return 0;
+    }
+    REAL(setresgid);
+    return real_setresgid(r, e, s);
 }
