@@ -1,0 +1,141 @@
+/**
+ * A FAT "USB stick" (an image on a loop device) mounted the way a desktop
+ * does it: `udisksctl mount -b /dev/loopN`. udisks2 calls the intercepted
+ * `mount.vfat`, fusegate's helper decides by policy, and a sandboxed fusefat
+ * serves the files at /media/root/LABEL. This machine's kernel has no vfat
+ * driver at all: the sandbox is the only way this stick mounts.
+ *
+ * udisks2 inside the container needs udev's data about the device; the host
+ * runs no udevd (systemd is not PID 1 there), so this suite runs one on the
+ * host, as our child, only for its own duration (test/e2e/udev.ts).
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
+import { makeImage, sampleFiles } from './images';
+import { findmnt, journalCursor, listUnits, unitProperty, utabOptions, waitForJournal, waitForNoUnits } from './scenario';
+import { containerSuite } from './suite';
+import { type HostUdev, startHostUdev } from './udev';
+
+const REPO = resolve(__dirname, '../..');
+const LABEL = 'FGSTICK';
+const MEDIA = `/media/root/${LABEL}`;
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () => {
+  let scratch = '';
+  let loop: LoopDevice | undefined;
+  let udev: HostUdev | undefined;
+  let cursor = '';
+
+  beforeAll(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'fusegate-e2e-udisks-'));
+    await makeImage('vfat', join(scratch, 'stick.img'), { scratch, label: LABEL });
+    loop = await attachLoop(join(scratch, 'stick.img'));
+    udev = await startHostUdev({ log: e2eLog });
+    await udev.coldplug([loop.path]);
+  });
+  afterAll(async () => {
+    await Promise.resolve()
+      .then(() => e2e.container.stop())
+      .catch(() => undefined);
+    await loop?.detach();
+    await udev?.stop();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const e2e = containerSuite(() => ({ projectDir: REPO, devices: [loop!.path], bindUdev: true }));
+
+  beforeAll(async () => {
+    await e2e.container.install();
+    cursor = await journalCursor(e2e.container);
+  });
+
+  it('udisks2 sees the stick; the kernel has no FAT driver', async () => {
+    const c = e2e.container;
+    expect((await c.execOk(['cat', '/proc/filesystems'])).stdout).not.toMatch(/\bvfat\b/);
+    const info = await c.execOk(['udisksctl', 'info', '-b', loop!.path]);
+    expect(info.stdout).toMatch(/^\s+IdType:\s+vfat$/m);
+    expect(info.stdout).toMatch(new RegExp(`^\\s+IdLabel:\\s+${LABEL}$`, 'm'));
+    expect(info.stdout).toMatch(/org\.freedesktop\.UDisks2\.Filesystem:/);
+  });
+
+  it('udisksctl mount: udisks2 runs the intercepted mount.vfat and a sandboxed fusefat serves the files at /media', async () => {
+    const c = e2e.container;
+    const m = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout.trim()).toBe(`Mounted ${loop!.path} at ${MEDIA}`);
+
+    const row = await findmnt(c, MEDIA);
+    // fuse.fusefat today; fuseblk.fusefat once block devices are mounted as fuseblk (see below).
+    expect(row).toMatchObject({ source: loop!.path, fstype: expect.stringMatching(/^fuse(blk)?\.fusefat$/) });
+    // fusefat calls its write support experimental: the default policy mounts it read-only.
+    expect(row!.options).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev']));
+    expect(await utabOptions(c, MEDIA)).toEqual(
+      expect.arrayContaining(['x-fusegate.backend=fusefat', 'x-fusegate.rule=images-and-loop-devices', 'uhelper=udisks2']),
+    );
+
+    // It was udisks2 that called the helper, as mount.vfat, with its usual options.
+    const decisions = (
+      await waitForJournal(c, cursor, ['SYSLOG_IDENTIFIER=fusegate'], (es) => es.some((e) => e.MESSAGE?.startsWith('decision:')))
+    ).filter((e) => e.MESSAGE?.startsWith('decision:'));
+    expect(decisions).toHaveLength(1);
+    expect(decisions[0]).toMatchObject({ FUSEGATE_DECISION: 'fuse', FUSEGATE_BACKEND: 'fusefat', FUSEGATE_UHELPER: 'udisks2', FUSEGATE_MOUNTPOINT: MEDIA });
+    expect(decisions[0]!._CMDLINE).toMatch(new RegExp(`/sbin/mount\\.vfat ${loop!.path} ${MEDIA} -o rw,nodev,nosuid,uid=0,gid=0,.*uhelper=udisks2`));
+
+    // One sandboxed instance, whose process is the unmodified fusefat.
+    const units = await listUnits(c, 'fusefat@*');
+    expect(units).toHaveLength(1);
+    expect(units[0]).toMatchObject({ active: 'active', sub: 'running' });
+    const pid = await unitProperty(c, units[0]!.unit, 'MainPID');
+    expect((await c.execOk(['cat', `/proc/${pid}/comm`])).stdout.trim()).toBe('fusefat');
+
+    // The files, byte for byte.
+    for (const [rel, data] of sampleFiles()) {
+      const r = await c.execOk(['sha256sum', `${MEDIA}/${rel}`]);
+      expect(r.stdout.split(' ')[0], rel).toBe(sha256(data));
+    }
+    expect((await c.execOk(['cat', `${MEDIA}/README.TXT`])).stdout).toBe(sampleFiles().get('README.TXT')!.toString());
+  });
+
+  it('fusegate status shows the stick with its sandbox', async () => {
+    const r = await e2e.container.execOk(['fusegate', 'status', '--json']);
+    const report = JSON.parse(r.stdout) as { mounts: Array<Record<string, unknown>> };
+    expect(report.mounts).toHaveLength(1);
+    expect(report.mounts[0]).toMatchObject({ source: loop!.path, mountpoint: MEDIA, backend: 'fusefat', unit: expect.stringMatching(/^fusefat@/) });
+  });
+
+  // udisks2 ties mounts to block devices by the device number in mountinfo:
+  // only a fuseblk mount (the adapter asks for one for block devices) carries
+  // the stick's own number; a plain fuse mount's anonymous 0:N would make
+  // `udisksctl unmount` answer "Device /dev/loopN is not mounted".
+  it('udisksctl unmount unmounts it and the sandbox instance ends', async () => {
+    const c = e2e.container;
+    try {
+      const u = await c.exec(['udisksctl', 'unmount', '-b', loop!.path]);
+      expect(u.stderr).not.toMatch(/is not mounted/);
+      expect(u.code, u.stderr).toBe(0);
+      expect(u.stdout.trim()).toBe(`Unmounted ${loop!.path}.`);
+      expect(await findmnt(c, MEDIA)).toBeNull();
+      expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+    } finally {
+      // Leave the container clean for what follows whatever happened above.
+      if (await findmnt(c, MEDIA)) await c.exec(['umount', MEDIA]);
+    }
+  });
+
+  it('after the unmount nothing is left: no mount, no instance, and the stick mounts again', async () => {
+    const c = e2e.container;
+    expect(await findmnt(c, MEDIA)).toBeNull();
+    expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+    expect(await c.exec(['fusegate', 'status', '--json']).then((r) => JSON.parse(r.stdout).mounts)).toEqual([]);
+    const again = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await c.execOk(['cat', `${MEDIA}/DOCS/DEEP/LEAF.TXT`])).stdout).toBe('the deepest file\n');
+    await c.execOk(['umount', MEDIA]);
+    expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+  });
+});
