@@ -6,7 +6,8 @@
  * kernel-mount.ts and service-session.ts only carry it out.
  */
 import * as fs from 'node:fs';
-import { BACKENDS, findBackend, socketPath } from '../lib/backends';
+import { machineAvailability } from '../lib/availability';
+import { findBackend, socketPath } from '../lib/backends';
 import { FusegateError, MountExit } from '../lib/errors';
 import { decide, resolveFallback } from '../policy/decide';
 import { gatherFacts } from '../policy/facts';
@@ -48,33 +49,6 @@ export function requireRoot(caller: Caller): void {
   }
 }
 
-function kernelHasDriver(fsType: string): boolean {
-  const listed = fs
-    .readFileSync('/proc/filesystems', 'utf8')
-    .split('\n')
-    .some((l) => l.split('\t').pop() === fsType);
-  if (listed) return true;
-  // Not loaded yet: a module on disk will be loaded by the mount itself.
-  try {
-    const release = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
-    return fs.existsSync(`/lib/modules/${release}/kernel/fs/${fsType}`);
-  } catch {
-    return false;
-  }
-}
-
-/** Backends whose socket exists now, for the probed type. */
-function availableBackends(fsType: string | null): string[] {
-  if (fsType === null) return [];
-  return BACKENDS.filter((b) => {
-    try {
-      return fs.statSync(socketPath(b, fsType)).isSocket();
-    } catch {
-      return false;
-    }
-  }).map((b) => b.name);
-}
-
 export function buildContext(args: HelperArgs, caller: Caller): MountContext {
   const source = pinSource(args.source, caller);
   let mountpoint: Pinned | undefined;
@@ -90,11 +64,7 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
     assertStillPinned(args.source, source, 'source');
     const { policy, error } = loadPolicyForMount();
     const fsType = facts.type.value;
-    const decision = resolveFallback(decide(policy, facts), {
-      fuse: fs.existsSync('/dev/fuse'),
-      backends: availableBackends(fsType),
-      kernel: fsType !== null && kernelHasDriver(fsType),
-    });
+    const decision = resolveFallback(decide(policy, facts), machineAvailability(fsType));
     const backend = decision.action === 'fuse' && decision.backend ? findBackend(decision.backend) : undefined;
     return {
       args,

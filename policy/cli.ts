@@ -5,7 +5,8 @@
  */
 import { MountExit } from '../lib/errors';
 import { Accounts } from './etc';
-import { decide } from './decide';
+import { machineAvailability } from '../lib/availability';
+import { decide, resolveFallback } from './decide';
 import { formatDiagnostic, formatExplanation, type Explanation } from './explain';
 import { gatherFacts, type FactEnv } from './facts';
 import { checkPolicy, loadPolicyForMount, policyPath } from './load';
@@ -183,6 +184,8 @@ function explain(args: string[], factEnv: FactEnv, out: (s: string) => void): nu
     diagnostics: error?.diagnostics ?? [],
     facts,
     decision,
+    // The helper's view: the first installed backend, or the fallback, said explicitly.
+    onThisMachine: resolveFallback(decision, machineAvailability(facts.type.value)),
   };
   out(json ? JSON.stringify(e, null, 2) + '\n' : formatExplanation(e));
   return error === null ? MountExit.SUCCESS : MountExit.USAGE;

@@ -9,7 +9,10 @@ export interface Explanation {
   policy: { file: string; rules: number; failClosed: string | null };
   diagnostics: Diagnostic[];
   facts: Facts;
+  /** what the policy decides */
   decision: Decision;
+  /** what the helper would do on this machine now: the installed backend, or the fallback */
+  onThisMachine: Decision;
 }
 
 export function formatDiagnostic(d: Diagnostic): string {
@@ -92,11 +95,19 @@ export function formatExplanation(e: Explanation): string {
     if (d.refusedOptions.options.length > 0) rows.push([d.refusedOptions.handling === 'strip' ? 'stripped' : 'refused', show(d.refusedOptions.options)]);
     if (d.overriddenOptions.length > 0) rows.push(['overridden', show(d.overriddenOptions)]);
     rows.push(['read-only', d.readOnly ? `yes: ${d.readOnlyWhy}` : 'no']);
-    const via = d.action === 'fuse' ? ` (through ${d.backend ?? d.backendPlans[0]!.backend})` : '';
+    // For the policy's first choice; 'on this machine' says which backend would really serve it.
+    const via = d.action === 'fuse' ? ` (through ${d.backend ?? d.backendPlans[0]!.backend}, the first choice)` : '';
     rows.push(['mount -o', `${d.finalOptions.join(',') || '(none)'}${via}`]);
   } else if (d.refusedOptions.options.length > 0) {
     rows.push(['refused', show(d.refusedOptions.options)]);
   }
+  rows.push(['on this machine', nowLine(e.onThisMachine)]);
   out.push(...table(rows));
   return out.join('\n') + '\n';
+}
+
+/** The decision after availability: which backend would serve it, or which fallback applies. */
+function nowLine(n: Decision): string {
+  const what = n.action === 'fuse' ? `fuse through ${n.backend}${n.readOnly ? ', read-only' : ''}` : n.action;
+  return n.fallbackApplied !== null ? `${what} (${n.fallbackApplied.why})` : what;
 }

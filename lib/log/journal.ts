@@ -81,7 +81,7 @@ export class Logger {
       ...fields,
     };
     if (!this.journalMissing && this.sendToJournal(entry)) return;
-    if (this.opts.fallback !== 'silent') this.writeToStderr(message, fields);
+    if (this.opts.fallback !== 'silent') this.writeToStderr(priority, message, fields);
   }
 
   info(message: string, fields?: Fields): void {
@@ -113,13 +113,17 @@ export class Logger {
     }
   }
 
-  private writeToStderr(message: string, fields: Fields): void {
+  private writeToStderr(priority: PriorityValue, message: string, fields: Fields): void {
     const extra = Object.entries(fields)
       .filter(([, v]) => v !== undefined && v !== null)
       .map(([k, v]) => `${k}=${JSON.stringify(String(v))}`)
       .join(' ');
+    // Under systemd (a sandboxed unit cannot open the journal socket) stderr
+    // already goes to the journal, which names the unit: give it the priority
+    // in the <N> prefix it parses, not a second identifier.
+    const prefix = process.env.JOURNAL_STREAM ? `<${priority}>` : `${this.opts.identifier}[${process.pid}]: `;
     try {
-      fs.writeSync(2, `${this.opts.identifier}[${process.pid}]: ${message}${extra ? ' ' + extra : ''}\n`);
+      fs.writeSync(2, `${prefix}${message}${extra ? ' ' + extra : ''}\n`);
     } catch {
       // stderr closed: there is nowhere left to report to
     }

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as native from '../../lib/native';
 import { main } from '../../policy/cli';
 import type { FactEnv } from '../../policy/facts';
 
@@ -67,7 +68,26 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     expect(r.out).toMatch(/^ {2}MATCH {2}images-and-loop-devices/m);
     expect(r.out).toMatch(/^ {2}action +FUSE$/m);
     expect(r.out).toMatch(/^ {2}backends +fuse4fs \(read-write\), fuse2fs \(read-only\)$/m);
-    expect(r.out).toMatch(/^ {2}mount -o +rw,nosuid,nodev \(through fuse4fs\)$/m);
+    expect(r.out).toMatch(/^ {2}mount -o +rw,nosuid,nodev \(through fuse4fs, the first choice\)$/m);
+  });
+
+  it("says what would happen on this machine: the installed backend, or the policy's fallback", async () => {
+    const sockets = fs.mkdtempSync(path.join(dir!, 'sockets-'));
+    const saved = process.env.FUSEGATE_SOCKET_DIR;
+    process.env.FUSEGATE_SOCKET_DIR = sockets;
+    try {
+      // No backend socket: the rule's fallback (deny), said explicitly.
+      let r = await explain([ext4Loop, '/mnt/fg-test']);
+      expect(r.out).toMatch(/^ {2}on this machine +deny \(no backend for ext4 is installed \(tried fuse4fs, fuse2fs\)\)$/m);
+      // fuse2fs listening (fuse4fs still absent): it serves, read-only, as the helper would mount it.
+      const fd = native.socketSeqpacket();
+      native.bind(fd, path.join(sockets, 'fuse2fs'));
+      r = await explain([ext4Loop, '/mnt/fg-test']);
+      fs.closeSync(fd);
+      expect(r.out).toMatch(/^ {2}on this machine +fuse through fuse2fs, read-only$/m);
+    } finally {
+      process.env.FUSEGATE_SOCKET_DIR = saved;
+    }
   });
 
   it('FAT on a loop device: probed vfat, bus virtual, loop, default policy → fusefat read-only', async () => {

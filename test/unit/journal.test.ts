@@ -81,3 +81,17 @@ describe('journal native protocol', () => {
     expect(err).toMatch(/^fusegate\[\d+\]: mount refused FUSEGATE_RULE="deny-all"\n$/);
   });
 });
+
+describe('journal fallback under systemd', () => {
+  it('writes <priority>message when stderr is the journal stream', async () => {
+    const script = `
+      const { createLogger } = require(${JSON.stringify(path.resolve('dist/lib/log/index.js'))});
+      createLogger({ identifier: 'fusegate-fuse2fs', socketPath: ${JSON.stringify(path.join(dir, 'absent.sock'))} })
+        .warning('handshake failed', { FUSEGATE_BACKEND: 'fuse2fs' });`;
+    const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, JOURNAL_STREAM: '8:12345' } });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    await new Promise((r) => child.on('exit', r));
+    expect(err).toBe('<4>handshake failed FUSEGATE_BACKEND="fuse2fs"\n');
+  });
+});

@@ -91,7 +91,7 @@ describe('fusegate policy explain', () => {
     expect(r.out).toMatch(/^ {2}action +FUSE$/m);
     expect(r.out).toMatch(/^ {2}backends +exfat-fuse \(read-write\)$/m);
     expect(r.out).toMatch(/^ {2}overridden +suid$/m);
-    expect(r.out).toMatch(/^ {2}mount -o +rw,nosuid,nodev \(through exfat-fuse\)$/m);
+    expect(r.out).toMatch(/^ {2}mount -o +rw,nosuid,nodev \(through exfat-fuse, the first choice\)$/m);
   });
 
   it('--json gives facts, trace and decision to scripts', async () => {
