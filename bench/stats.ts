@@ -31,3 +31,21 @@ export function summarize(name: string, samples: readonly number[]): Summary {
 }
 
 export const fmt = (ms: number) => ms.toFixed(1);
+
+export const mean = (v: readonly number[]) => (v.length === 0 ? NaN : v.reduce((a, b) => a + b, 0) / v.length);
+
+/** Like summarize() but with the mean and max too, for tables that show spread. */
+export interface FullSummary extends Summary {
+  mean: number;
+  max: number;
+}
+
+export function summarizeFull(name: string, samples: readonly number[]): FullSummary {
+  return { ...summarize(name, samples), mean: mean(samples), max: samples.length ? Math.max(...samples) : NaN };
+}
+
+/** a / b, or null when either is missing or b is 0 (JSON has no NaN). */
+export function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  if (a == null || b == null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return null;
+  return a / b;
+}
