@@ -374,23 +374,6 @@ async function startupSection(b: Bench) {
   };
 }
 
-/**
- * Container.boot() gives up when `systemctl is-system-running --wait` answers
- * "offline", which it occasionally does right at boot (2 of about 15 boots
- * while this benchmark was written); the next boot then succeeded. Anything
- * else is fatal.
- */
-async function bootContainer(): Promise<Container> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await Container.boot({ projectDir: REPO, log: e2eLog });
-    } catch (err) {
-      if (attempt >= 3 || !/system state offline/.test((err as Error).message)) throw err;
-      e2eLog(`boot attempt ${attempt} ended with "system state offline"; booting again`);
-    }
-  }
-}
-
 // ---------------------------------------------------------------- main
 
 export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFile: string; results: Record<string, unknown> }> {
@@ -433,7 +416,7 @@ export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFi
     // nspawn: each bind is a line in the mount table, and every sandboxed
     // start pays for each line (see the mount-table experiment), so 34 binds
     // would inflate every sandboxed number here. A desktop's table is smaller.
-    container = await bootContainer();
+    container = await Container.boot({ projectDir: REPO, log: e2eLog });
     const c = container;
     for (const l of loops) {
       const rdev = fs.statSync(l.path).rdev;

@@ -316,7 +316,9 @@ export class Container {
         this.systemState = state;
         break;
       }
-      if (state === 'maintenance' || state === 'stopping' || state === 'offline') {
+      // 'offline' means systemctl could not reach the manager yet (seen in ~1 of
+      // 8 boots right after init starts): like a failed systemctl, retry.
+      if (state === 'maintenance' || state === 'stopping') {
         throw new Error(`container ${this.name}: system state ${state}`);
       }
       if (!this.running) throw new Error(`container ${this.name}: systemd-nspawn exited during boot`);
