@@ -105,16 +105,21 @@ describe('fusegate install into an empty root', () => {
     expect(fs.existsSync(path.join(lib, 'node_modules/xml2js/package.json'))).toBe(true);
     for (const dev of ['typescript', 'vitest', '@types', 'vite']) expect(fs.existsSync(path.join(lib, 'node_modules', dev)), dev).toBe(false);
     expect(fs.existsSync(path.join(lib, 'dist/bench'))).toBe(false);
-    for (const exe of ['dist/helper/mount.fusegate.js', 'dist/service/adapter-start.js', 'dist/bin/fusegate.js']) {
+    for (const exe of ['dist/helper/mount.fusegate.js', 'dist/helper/umount.fusegate.js', 'dist/service/adapter-start.js', 'dist/bin/fusegate.js']) {
       expect(fs.statSync(path.join(lib, exe)).mode & 0o777, exe).toBe(0o755);
-      expect(fs.readFileSync(path.join(lib, exe), 'utf8').startsWith('#!/usr/bin/env node'), exe).toBe(true);
+      // env node, the loaders with -S -u VAR … to drop variables that slow Node's start.
+      expect(fs.readFileSync(path.join(lib, exe), 'utf8'), exe).toMatch(/^#!\/usr\/bin\/env (-S (-u \w+ )+)?node\n/);
     }
     // The bundles the loaders run, with their code caches.
-    for (const f of ['dist/helper/mount.fusegate.bundle.js', 'dist/service/adapter-start.bundle.js']) expect(fs.existsSync(path.join(lib, f)), f).toBe(true);
+    for (const f of ['dist/helper/mount.fusegate.bundle.js', 'dist/helper/umount.fusegate.bundle.js', 'dist/service/adapter-start.bundle.js']) {
+      expect(fs.existsSync(path.join(lib, f)), f).toBe(true);
+    }
   });
 
   it('links mount.fusegate, the command and one mount.TYPE per intercepted type into the program', () => {
     expect(fs.readlinkSync(path.join(root, 'usr/sbin/mount.fusegate'))).toBe(HELPER);
+    // umount(8) runs it for mounts whose utab entry says helper=fusegate.
+    expect(fs.readlinkSync(path.join(root, 'usr/sbin/umount.fusegate'))).toBe(`${LIB}/dist/helper/umount.fusegate.js`);
     expect(fs.readlinkSync(path.join(root, 'usr/bin/fusegate'))).toBe(`${LIB}/dist/bin/fusegate.js`);
     for (const t of INTERCEPT) expect(fs.readlinkSync(path.join(root, `usr/sbin/mount.${t}`)), t).toBe(HELPER);
   });
