@@ -7,13 +7,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, utabLine, waitFor } from '../support/mounts';
 
-const canRun = hasRealDevices();
-if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
-  throw new Error('helper tests need root, /dev/fuse and loop devices, and CI requires them');
-}
+const canRun = realDevicesOrFailInCI('helper tests');
 
 const HELPER = path.resolve(__dirname, '../../dist/helper/mount.fusegate.js');
 

@@ -9,13 +9,10 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runHelper } from '../../helper/main';
 import { startActivator, type Activator } from '../support/activator';
-import { attachLoop, hasRealDevices, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, pidsWithArg, unmountAll, utabLine, waitFor } from '../support/mounts';
 
-const canRun = hasRealDevices();
-if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
-  throw new Error('helper tests need root, /dev/fuse and loop devices, and CI requires them');
-}
+const canRun = realDevicesOrFailInCI('helper tests');
 
 const FAKE = path.resolve(__dirname, '../support/fake_service.py');
 

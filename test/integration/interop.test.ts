@@ -10,13 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
-import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
 
-const canRun = hasRealDevices();
-if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
-  throw new Error('interop tests need root, /dev/fuse and loop devices, and CI requires them');
-}
+const canRun = realDevicesOrFailInCI('interop tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const ADAPTER = path.join(ROOT, 'dist/service/adapter-start.js');

@@ -10,11 +10,9 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as native from '../../lib/native';
 import { Channel, ProtocolError, encode } from '../../lib/protocol';
-import { attachLoop, hasRealDevices, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
 
-const requireDevices = process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1';
-const canRun = hasRealDevices();
-if (!canRun && requireDevices) throw new Error('these tests need root, /dev/fuse and loop devices, and CI requires them');
+const canRun = realDevicesOrFailInCI('the addon tests');
 
 function sameFile(a: number, b: number): boolean {
   const sa = fs.fstatSync(a);

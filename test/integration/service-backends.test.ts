@@ -13,13 +13,10 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findBackend } from '../../lib/backends';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
-import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir, type MkfsType } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir, type MkfsType } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
 
-const canRun = hasRealDevices();
-if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
-  throw new Error('service tests need root, /dev/fuse and loop devices, and CI requires them');
-}
+const canRun = realDevicesOrFailInCI('service tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');

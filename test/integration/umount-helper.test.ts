@@ -11,13 +11,10 @@ import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runHelper } from '../../helper/main';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
-import { attachLoop, hasRealDevices, makeImage, releaseAll, tempDir } from '../support/devices';
+import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, utabLine } from '../support/mounts';
 
-const canRun = hasRealDevices();
-if (!canRun && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {
-  throw new Error('umount helper tests need root, /dev/fuse and loop devices, and CI requires them');
-}
+const canRun = realDevicesOrFailInCI('umount helper tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const UMOUNT_HELPER = path.join(ROOT, 'dist/helper/umount.fusegate.js');

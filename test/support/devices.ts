@@ -75,3 +75,16 @@ export function openFds(): number[] {
 export function hasRealDevices(): boolean {
   return process.getuid?.() === 0 && fs.existsSync('/dev/fuse') && fs.existsSync('/dev/loop-control');
 }
+
+/**
+ * For describe.skipIf(!…): true when the real devices are here. A machine
+ * without them may skip, but CI (CI=true or FUSEGATE_REQUIRE_E2E=1) fails
+ * instead, so a green CI run always means these tests ran.
+ */
+export function realDevicesOrFailInCI(what: string): boolean {
+  if (hasRealDevices()) return true;
+  if (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1') {
+    throw new Error(`${what} need root, /dev/fuse and loop devices, and CI requires them`);
+  }
+  return false;
+}
