@@ -4,12 +4,12 @@
  * helper can also run in-process in tests.
  */
 import { MountExit } from '../lib/errors';
-import { helperTimeoutMs, runHelper } from './main';
+import { runHelper, timeoutMs } from './main';
 
 // The hard limit: whatever hangs (a service that never answers, a stuck
 // connect), mount(8) gets an answer. The session's own deadline fires first
 // and tears down any mount; this is the last resort.
-const limit = helperTimeoutMs() + 2000;
+const limit = timeoutMs() + 2000;
 setTimeout(() => {
   process.stderr.write(`mount.fusegate: gave up after ${limit / 1000} s\n`);
   process.exit(MountExit.FAILURE);

@@ -28,7 +28,8 @@ function say(line: string): void {
   process.stderr.write(`mount.fusegate: ${line}\n`);
 }
 
-function timeoutMs(): number {
+/** The mount's time limit in ms (FUSEGATE_TIMEOUT seconds); the entry adds a last-resort margin. */
+export function timeoutMs(): number {
   const s = Number(process.env.FUSEGATE_TIMEOUT ?? DEFAULT_TIMEOUT_S);
   return (Number.isFinite(s) && s > 0 ? s : DEFAULT_TIMEOUT_S) * 1000;
 }
@@ -137,7 +138,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
     // Loaded only here: the kernel and deny paths never pay for the protocol code.
     const { sandboxMount } = await import('./sandbox-mount.js');
     try {
-      const { result, unit, peerPid } = await sandboxMount(ctx, deadline, (e) => {
+      const { result, unit, serverPid } = await sandboxMount(ctx, deadline, (e) => {
         if (e.kind === 'refused') {
           say(`refused the service's ${e.command}: ${e.why}`);
           log.warning(`refused ${e.command}: ${e.why}`, { FUSEGATE_RULE: d.rule, FUSEGATE_REFUSED: e.command, FUSEGATE_ERRNO: e.error });
@@ -163,7 +164,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
           exit = MountExit.MTAB;
         }
       }
-      outcome('mounted', { FUSEGATE_UNIT: unit, FUSEGATE_SERVER_PID: peerPid, FUSEGATE_MOUNT_API: result.mount.api });
+      outcome('mounted', { FUSEGATE_UNIT: unit, FUSEGATE_SERVER_PID: serverPid, FUSEGATE_MOUNT_API: result.mount.api });
       return exit;
     } catch (err) {
       const unit = (err as { unit?: string | null }).unit ?? null;
@@ -175,11 +176,6 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   } finally {
     releaseContext(ctx);
   }
-}
-
-/** The helper's own time limit, in ms: the session deadline; the entry adds a last-resort margin. */
-export function helperTimeoutMs(): number {
-  return timeoutMs();
 }
 
 /**

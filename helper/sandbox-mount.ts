@@ -11,14 +11,15 @@ import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
-import { instanceForClient } from './service-instance';
+import { instanceForClient, instanceProcesses } from './service-instance';
 import { ServiceFailed, ServiceSession, type SessionEvent, type SessionResult } from './service-session';
 
 export interface SandboxOutcome {
   result: SessionResult;
-  /** the systemd unit that served the connection, from the peer's cgroup */
+  /** the systemd service instance serving the mount, found in the cgroup tree */
   unit: string | null;
-  peerPid: number | null;
+  /** the FUSE server's pid (the adapter exec'd into it), from the instance's cgroup */
+  serverPid: number | null;
 }
 
 export class SandboxMountError extends FusegateError {
@@ -66,7 +67,6 @@ export async function sandboxMount(
     } catch (err) {
       throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
     }
-    const peer = native.peerCredentials(fd);
     session = new ServiceSession(
       channel,
       {
@@ -89,7 +89,7 @@ export async function sandboxMount(
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
     await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));
-    return { result, unit, peerPid: peer.pid };
+    return { result, unit, serverPid: unit ? instanceProcesses(unit)[0] ?? null : null };
   } catch (err) {
     if (session?.mount) abortAndDetach(args.mountpoint, session.mount.device);
     if (err instanceof SandboxMountError) throw err;

@@ -99,6 +99,12 @@ describe.skipIf(e2eSkip())('sandboxed mounts on a real systemd', () => {
     // The adapter has become the FUSE server: no Node stays per mount.
     const pid = await unitProperty(c, units[0]!.unit, 'MainPID');
     expect((await c.execOk(['cat', `/proc/${pid}/comm`])).stdout.trim()).toBe('fuse2fs');
+    // utab names the instance (umount.fusegate waits for it), and the outcome
+    // entry names it and its real server, not whoever listened on the socket.
+    expect(await utabOptions(c, '/mnt/data')).toContain(`x-fusegate.unit=${units[0]!.unit}`);
+    const outcome = await c.execOk(['journalctl', '--no-pager', '-o', 'json', 'SYSLOG_IDENTIFIER=fusegate', 'FUSEGATE_OUTCOME=mounted', `FUSEGATE_UNIT=${units[0]!.unit}`]);
+    const entry = JSON.parse(outcome.stdout.trim().split('\n').pop()!) as Record<string, string>;
+    expect(entry.FUSEGATE_SERVER_PID).toBe(pid);
 
     for (const [rel, data] of sampleFiles()) {
       const r = await c.execOk(['sha256sum', `/mnt/data/${rel}`]);
