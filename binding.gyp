@@ -4,7 +4,7 @@
       "target_name": "fusegate_native",
       "sources": ["lib/native/fusegate_native.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-std=gnu11"],
-      "libraries": ["-lblkid"],
+      "libraries": ["-lblkid", "-lmount"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
     },
     {

@@ -15,6 +15,7 @@ import { loadPolicyForMount, type PolicyError } from '../policy/load';
 import type { Decision, Facts, Policy } from '../policy/types';
 import type { HelperArgs } from './args';
 import { assertStillPinned, pinMountpoint, pinSource, type Caller, type Pinned } from './pins';
+import { mark } from './timing';
 
 export interface MountContext {
   args: HelperArgs;
@@ -54,6 +55,7 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
   let mountpoint: Pinned | undefined;
   try {
     mountpoint = pinMountpoint(args.mountpoint, caller);
+    mark('pinned');
     const facts = gatherFacts({
       source: args.source,
       mountpoint: args.mountpoint,
@@ -62,7 +64,9 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
       caller,
     }, process.env.FUSEGATE_FSTAB ? { fstab: process.env.FUSEGATE_FSTAB } : {});
     assertStillPinned(args.source, source, 'source');
+    mark('facts');
     const { policy, error } = loadPolicyForMount();
+    mark('policy');
     const fsType = facts.type.value;
     const decision = resolveFallback(decide(policy, facts), machineAvailability(fsType));
     const backend = decision.action === 'fuse' && decision.backend ? findBackend(decision.backend) : undefined;

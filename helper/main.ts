@@ -8,24 +8,29 @@
  * refuse. Every path ends in one line on stderr (unless it succeeded
  * quietly), one journal entry for the outcome, and a mount(8) exit status.
  */
+import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
 import { buildContext, callerOf, releaseContext, requireRoot, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
+import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
 
 const DEFAULT_TIMEOUT_S = 30;
 
-/** FUSEGATE_TIMING=1: phase times since process start on stderr, for the benchmarks. */
-const TIMING = process.env.FUSEGATE_TIMING === '1';
-function mark(phase: string): void {
-  if (TIMING) process.stderr.write(`mount.fusegate: timing ${phase} ${performance.now().toFixed(1)} ms\n`);
+/** One line on stderr, written at once (the entry ends the process with _exit). */
+function say(line: string): void {
+  writeOut(2, `mount.fusegate: ${line}\n`);
 }
 
-function say(line: string): void {
-  process.stderr.write(`mount.fusegate: ${line}\n`);
+function writeOut(fd: 1 | 2, text: string): void {
+  try {
+    fs.writeSync(fd, text);
+  } catch {
+    // the stream is closed: there is nowhere left to say it
+  }
 }
 
 /** The mount's time limit in ms (FUSEGATE_TIMEOUT seconds); the entry adds a last-resort margin. */
@@ -116,21 +121,24 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
 
     const utab = [`x-fusegate.rule=${d.rule}`];
     if (d.action === 'kernel') {
-      const code = await kernelMount({
+      const { code, message } = await kernelMount({
         source: args.source,
         mountpoint: args.mountpoint,
         fsType: d.fsType!,
         options: d.finalOptions,
         utabOptions: utab,
         noMtab: args.noMtab,
-        verbose: args.verbose,
       });
       mark('mounted');
-      if (code !== 0) {
-        // mount(8) has printed the kernel's reason just above.
-        say(`${summary}: mount(8) failed with exit code ${code}`);
-        outcome('failed', { FUSEGATE_ERROR: `mount(8) exited ${code}`, FUSEGATE_EXIT: code });
-      } else outcome('mounted');
+      if (code !== MountExit.SUCCESS) {
+        // libmount's words, as mount(8) would print them, then ours.
+        if (message !== null) say(message);
+        say(`${summary}: the kernel mount failed (mount(8) exit code ${code})`);
+        outcome('failed', { FUSEGATE_ERROR: message ?? `mount(8) exit code ${code}`, FUSEGATE_EXIT: code });
+      } else {
+        if (args.verbose) say(`${args.source} mounted on ${args.mountpoint}.`);
+        outcome('mounted');
+      }
       return code;
     }
 
@@ -187,11 +195,11 @@ export async function runHelper(argv: string[], argv0: string): Promise<number> 
   try {
     const parsed = parseArgs(argv, argv0);
     if (parsed.kind === 'help') {
-      process.stdout.write(HELP + '\n');
+      writeOut(1, HELP + '\n');
       return MountExit.SUCCESS;
     }
     if (parsed.kind === 'version') {
-      process.stdout.write(`mount.fusegate from fusegate ${VERSION}\n`);
+      writeOut(1, `mount.fusegate from fusegate ${VERSION}\n`);
       return MountExit.SUCCESS;
     }
     const args = parsed.args;

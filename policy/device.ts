@@ -125,6 +125,9 @@ export function busFromDevPath(devPath: string): Bus {
 }
 
 function read(p: string): string | null {
+  // Absent files are common here (no udev database, no loop/ for a disk):
+  // existsSync answers without the cost of building an ENOENT error.
+  if (!fs.existsSync(p)) return null;
   try {
     return fs.readFileSync(p, 'utf8').trim();
   } catch {
@@ -149,7 +152,7 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   const link = path.join(sysfs, 'dev', 'block', dev);
   let devDir: string;
   try {
-    devDir = fs.realpathSync(link);
+    devDir = fs.realpathSync.native(link);
   } catch {
     const [udevBus, udevSource] = udevBusOf(udevData, dev);
     const known = udevBus !== null && (RANK as string[]).includes(udevBus);
@@ -205,7 +208,7 @@ function slaves(dir: string, depth: number): string[] {
   }
   return names.flatMap((n) => {
     try {
-      const d = fs.realpathSync(path.join(dir, 'slaves', n));
+      const d = fs.realpathSync.native(path.join(dir, 'slaves', n));
       return [d, ...slaves(d, depth + 1)];
     } catch {
       return [];

@@ -41,7 +41,7 @@ export function parseFstab(text: string): FstabEntry[] {
 /** Canonical form of a path, resolving symlinks when it exists. */
 export function canonical(p: string): string {
   try {
-    return fs.realpathSync(p);
+    return fs.realpathSync.native(p);
   } catch {
     const n = path.posix.normalize(p);
     return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;

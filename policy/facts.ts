@@ -78,7 +78,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
 
   let real: string | null = null;
   try {
-    real = fs.realpathSync(given);
+    real = fs.realpathSync.native(given);
   } catch {
     if (/^(UUID|LABEL|PARTUUID|PARTLABEL)=/i.test(given)) notes.push(`${given} is a tag: give the device path (mount(8) resolves tags before calling the helper)`);
   }

@@ -38,19 +38,27 @@ const FIELD_NAME = /^[A-Z0-9][A-Z0-9_]*$/;
  * typo shows up in tests rather than as a silently missing field.
  */
 export function serializeEntry(fields: Fields): Buffer {
+  // Text-form fields are joined into one string and encoded once; only a
+  // value with a newline needs the binary form and its own buffers.
+  let text = '';
   const parts: Buffer[] = [];
-  for (const [name, raw] of Object.entries(fields)) {
+  for (const name in fields) {
+    const raw = fields[name];
     if (raw === undefined || raw === null) continue;
     if (!FIELD_NAME.test(name)) throw new Error(`invalid journal field name '${name}'`);
-    const value = Buffer.from(String(raw), 'utf8');
-    if (value.includes(0x0a)) {
-      const len = Buffer.alloc(8);
-      len.writeBigUInt64LE(BigInt(value.length));
-      parts.push(Buffer.from(name + '\n'), len, value, Buffer.from('\n'));
-    } else {
-      parts.push(Buffer.from(name + '='), value, Buffer.from('\n'));
+    const value = String(raw);
+    if (!value.includes('\n')) {
+      text += `${name}=${value}\n`;
+      continue;
     }
+    const bytes = Buffer.from(value, 'utf8');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(bytes.length));
+    parts.push(Buffer.from(text + name + '\n'), len, bytes, Buffer.from('\n'));
+    text = '';
   }
+  if (parts.length === 0) return Buffer.from(text, 'utf8');
+  parts.push(Buffer.from(text, 'utf8'));
   return Buffer.concat(parts);
 }
 

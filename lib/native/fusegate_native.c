@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include <blkid/blkid.h>
+#include <libmount/libmount.h>
 
 /* Largest number of fds one receive accepts before the kernel must set
  * MSG_CTRUNC. The protocol allows one; we make room for more so that a peer
@@ -158,7 +159,7 @@ static int wait_ready(int fd, short events, int timeout_ms) {
 
 /* ------------------------------------------------------------- async work */
 
-enum op_kind { OP_CONNECT, OP_ACCEPT, OP_SEND, OP_RECV, OP_WAITPID };
+enum op_kind { OP_CONNECT, OP_ACCEPT, OP_SEND, OP_RECV, OP_WAITPID, OP_LIBMOUNT };
 
 struct op {
   napi_async_work work;
@@ -183,10 +184,45 @@ struct op {
   int recv_flags;
   /* waitpid */
   int wstatus;
+  /* libmount: what mount(8) would be given, and what it would say */
+  char *mnt_source, *mnt_target, *mnt_fstype, *mnt_options;
+  uint32_t mnt_flags;
+  int mnt_excode;
+  char mnt_message[1024];
   /* result */
   ssize_t result;
   int err;
 };
+
+/* libmountMount() flags: mount(8)'s -n, -f and --no-canonicalize */
+#define FG_MNT_NO_MTAB 1
+#define FG_MNT_FAKE 2
+#define FG_MNT_NO_CANONICALIZE 4
+
+/* What `mount -i [-n] [-f] -t TYPE -o OPTIONS SOURCE TARGET` does, in-process:
+ * libmount is the library mount(8) is a front-end to (loop devices for image
+ * files, option parsing, utab), so this is mount(8) without the exec. Helpers
+ * are disabled as with -i: the helper for TYPE may be fusegate itself. The
+ * exit code and message are mount(8)'s own (mnt_context_get_excode). */
+static void run_libmount(struct op *op) {
+  struct libmnt_context *cxt = mnt_new_context();
+  if (!cxt) {
+    op->err = ENOMEM;
+    return;
+  }
+  int rc = mnt_context_disable_helpers(cxt, 1);
+  if (!rc && (op->mnt_flags & FG_MNT_NO_MTAB)) rc = mnt_context_disable_mtab(cxt, 1);
+  if (!rc && (op->mnt_flags & FG_MNT_FAKE)) rc = mnt_context_enable_fake(cxt, 1);
+  if (!rc && (op->mnt_flags & FG_MNT_NO_CANONICALIZE)) rc = mnt_context_disable_canonicalize(cxt, 1);
+  if (!rc) rc = mnt_context_set_source(cxt, op->mnt_source);
+  if (!rc) rc = mnt_context_set_target(cxt, op->mnt_target);
+  if (!rc) rc = mnt_context_set_fstype(cxt, op->mnt_fstype);
+  if (!rc && op->mnt_options) rc = mnt_context_set_options(cxt, op->mnt_options);
+  if (!rc) rc = mnt_context_mount(cxt);
+  op->mnt_message[0] = '\0';
+  op->mnt_excode = mnt_context_get_excode(cxt, rc, op->mnt_message, sizeof op->mnt_message);
+  mnt_free_context(cxt);
+}
 
 static void op_execute(napi_env env, void *data) {
   (void)env;
@@ -257,6 +293,9 @@ static void op_execute(napi_env env, void *data) {
     while (op->result < 0 && errno == EINTR);
     if (op->result < 0) op->err = errno;
     break;
+  case OP_LIBMOUNT:
+    run_libmount(op);
+    break;
   }
 }
 
@@ -264,6 +303,15 @@ static void set_flag(napi_env env, napi_value obj, const char *name, int on) {
   napi_value b;
   napi_get_boolean(env, on != 0, &b);
   napi_set_named_property(env, obj, name, b);
+}
+
+static void free_op(struct op *op) {
+  free(op->recv_data);
+  free(op->mnt_source);
+  free(op->mnt_target);
+  free(op->mnt_fstype);
+  free(op->mnt_options);
+  free(op);
 }
 
 static void op_complete(napi_env env, napi_status status, void *data) {
@@ -293,13 +341,20 @@ static void op_complete(napi_env env, napi_status status, void *data) {
     napi_set_named_property(env, obj, "code", int_value(env, WIFEXITED(op->wstatus) ? WEXITSTATUS(op->wstatus) : -1));
     napi_set_named_property(env, obj, "signal", int_value(env, WIFSIGNALED(op->wstatus) ? WTERMSIG(op->wstatus) : 0));
     napi_resolve_deferred(env, op->deferred, obj);
+  } else if (op->kind == OP_LIBMOUNT) {
+    /* { code, message }: mount(8)'s exit code and its message ("" when none) */
+    napi_value obj, msg;
+    napi_create_object(env, &obj);
+    napi_set_named_property(env, obj, "code", int_value(env, op->mnt_excode));
+    napi_create_string_utf8(env, op->mnt_message, NAPI_AUTO_LENGTH, &msg);
+    napi_set_named_property(env, obj, "message", msg);
+    napi_resolve_deferred(env, op->deferred, obj);
   } else {
     napi_resolve_deferred(env, op->deferred, int_value(env, op->result));
   }
   if (op->buffer_ref) napi_delete_reference(env, op->buffer_ref);
   napi_delete_async_work(env, op->work);
-  free(op->recv_data);
-  free(op);
+  free_op(op);
 }
 
 static napi_value queue_op(napi_env env, struct op *op) {
@@ -311,8 +366,7 @@ static napi_value queue_op(napi_env env, struct op *op) {
   if (napi_queue_async_work(env, op->work) != napi_ok) goto fail;
   return promise;
 fail:
-  free(op->recv_data);
-  free(op);
+  free_op(op);
   napi_throw_error(env, NULL, "fusegate_native: cannot queue async work");
   return NULL;
 }
@@ -817,6 +871,16 @@ static napi_value js_execve(napi_env env, napi_callback_info info) {
   return throw_errno(env, err, "execve");
 }
 
+/* exitNow(code): _exit(2). For short-lived programs that have finished:
+ * everything they wrote went out with write(2), so Node's and V8's teardown
+ * (~1 ms and more) buys nothing. */
+static napi_value js_exit_now(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t code;
+  if (arg_int(env, argv[0], &code)) return NULL;
+  _exit(code & 0xff);
+}
+
 /* ------------------------------------------------------------------ spawn */
 
 extern char **environ;
@@ -862,6 +926,24 @@ static napi_value js_waitpid(napi_env env, napi_callback_info info) {
   return queue_op(env, op);
 }
 
+/* ---------------------------------------------------------------- libmount */
+
+/* libmountMount(source, target, fstype, options | null, flags):
+ * Promise<{code, message}>, mounted on the thread pool (a mount can block on
+ * a slow device; the helper's timeout keeps running). */
+static napi_value js_libmount_mount(napi_env env, napi_callback_info info) {
+  GET_ARGS(5);
+  struct op *op = new_op(env, OP_LIBMOUNT, "mnt_context_mount");
+  if (!op) return NULL;
+  if (arg_uint(env, argv[4], &op->mnt_flags) ||
+      arg_string(env, argv[0], &op->mnt_source, 0) || arg_string(env, argv[1], &op->mnt_target, 0) ||
+      arg_string(env, argv[2], &op->mnt_fstype, 0) || arg_string(env, argv[3], &op->mnt_options, 1)) {
+    free_op(op);
+    return NULL;
+  }
+  return queue_op(env, op);
+}
+
 /* ------------------------------------------------------------------- init */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -892,9 +974,11 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("mount", js_mount),
       FN("umount2", js_umount2),
       FN("execve", js_execve),
+      FN("exitNow", js_exit_now),
       FN("blkidProbe", js_blkid_probe),
       FN("spawn", js_spawn),
       FN("waitpid", js_waitpid),
+      FN("libmountMount", js_libmount_mount),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

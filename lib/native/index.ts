@@ -64,9 +64,19 @@ interface NativeAddon {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   execve(file: string, argv: string[], envp: string[]): never;
+  exitNow(code: number): never;
   blkidProbe(path: string): BlkidResult;
   spawn(file: string, argv: string[], envp: string[] | null): number;
   waitpid(pid: number): Promise<ExitStatus>;
+  libmountMount(source: string, target: string, fstype: string, options: string | null, flags: number): Promise<LibmountResult>;
+}
+
+/** What mount(8) would have returned and printed for the same request. */
+export interface LibmountResult {
+  /** mount(8)'s exit code: 0, 1 usage, 2 system error, 4 internal, 16 utab, 32 mount failure, … */
+  code: number;
+  /** mount(8)'s message for it (without the "mount: TARGET: " prefix), "" when it has none */
+  message: string;
 }
 
 export interface ExitStatus {
@@ -347,7 +357,51 @@ export async function run(file: string, argv: string[], envp: string[] | null = 
   return callAsync(() => native().waitpid(pid));
 }
 
+// ----------------------------------------------------------------- libmount
+
+export interface LibmountRequest {
+  source: string;
+  target: string;
+  fsType: string;
+  options: string[];
+  /** mount(8) -n: do not write utab */
+  noMtab?: boolean;
+  /** mount(8) -f: do everything but the mount(2) call (records a mount made elsewhere in utab) */
+  fake?: boolean;
+  /** mount(8) --no-canonicalize: take source and target as given */
+  noCanonicalize?: boolean;
+}
+
+/**
+ * Mounts as `mount -i [-n] [-f] -t TYPE [-o OPTIONS] SOURCE TARGET` would,
+ * with util-linux's libmount in-process (on the thread pool): loop devices
+ * for image files, option parsing and utab as mount(8) does them, without
+ * the exec. Helpers are never called (-i); the result carries mount(8)'s exit
+ * code and message.
+ */
+export function libmountMount(req: LibmountRequest): Promise<LibmountResult> {
+  const options = req.options.length > 0 ? req.options.join(',') : null;
+  const flags = (req.noMtab ? 1 : 0) | (req.fake ? 2 : 0) | (req.noCanonicalize ? 4 : 0);
+  return callAsync(() => native().libmountMount(req.source, req.target, req.fsType, options, flags));
+}
+
 // ------------------------------------------------------------------- execve
+
+/**
+ * Ends the process at once with _exit(2), skipping Node's teardown. Only for
+ * a program that has finished: nothing may be left in a stream's buffer
+ * (write with fs.writeSync) and no async work may be running. Falls back to
+ * process.exit() when the addon cannot be loaded.
+ */
+export function exitNow(code: number): never {
+  let exit: (code: number) => never;
+  try {
+    exit = native().exitNow;
+  } catch {
+    return process.exit(code);
+  }
+  return exit(code);
+}
 
 /** Replaces this process. Returns only by throwing. */
 export function execve(file: string, argv: string[], envp: string[]): never {

@@ -57,12 +57,29 @@ rules:
     reason: loop devices are not allowed on this machine
 `,
     );
+    policies.badOption = path.join(dir, 'bad-option.yaml');
+    fs.writeFileSync(
+      policies.badOption,
+      `version: 1
+rules:
+  - name: trusted-images
+    match: { kind: image, type: [ext4] }
+    action: kernel
+    force_options: [nosuid, errors=bogus]
+`,
+    );
     policies.broken = path.join(dir, 'broken.yaml');
     fs.writeFileSync(policies.broken, 'version: 1\nrules:\n  - name: x\n    action: teleport\n');
   });
 
   afterEach(() => unmountAll(mnt));
   afterAll(releaseAll);
+
+  /** Loop devices backed by `file` now (losetup -j). */
+  function loopsBacking(file: string): string[] {
+    const out = spawnSync('losetup', ['-j', file], { encoding: 'utf8' }).stdout;
+    return out.split('\n').filter((l) => l !== '').map((l) => l.split(':')[0]!);
+  }
 
   function helper(args: string[], opts: { policy?: string; fstabText?: string; argv0?: string; uid?: number } = {}) {
     fs.writeFileSync(fstab, opts.fstabText ?? '');
@@ -83,7 +100,7 @@ rules:
     return { code: r.status, stderr: r.stderr, stdout: r.stdout };
   }
 
-  it('mounts a trusted image file with the kernel driver and the policy options, and umount removes it', () => {
+  it('mounts a trusted image file with the kernel driver and the policy options, and umount removes it', async () => {
     const r = helper([img, mnt], { policy: 'imagesKernel' });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -96,9 +113,21 @@ rules:
     expect(spawnSync('umount', [mnt]).status).toBe(0);
     expect(mountsAt(mnt)).toEqual([]);
     expect(utabLine(mnt)).toBeUndefined();
+    // the loop device made for the image goes with the mount (autoclear, done by the kernel's workqueue)
+    expect(await waitFor(() => loopsBacking(img).length === 0, 2000)).toBe(true);
     // written through the kernel driver, there after a second mount
     expect(helper([img, mnt], { policy: 'imagesKernel' }).code).toBe(0);
     expect(fs.readFileSync(path.join(mnt, 'written'), 'utf8')).toBe('kept');
+  });
+
+  it('when the kernel refuses the mount: exit 32, the kernel path\'s reason as mount(8) gives it, no mount and no loop device left', async () => {
+    const r = helper([img, mnt], { policy: 'badOption' });
+    expect(r.code).toBe(32);
+    expect(r.stderr).toMatch(new RegExp(`mount.fusegate: ${mnt}: wrong fs type, bad option, bad superblock on /dev/loop\\d+`));
+    expect(r.stderr).toContain("kernel driver, by rule 'trusted-images': the kernel mount failed (mount(8) exit code 32)");
+    expect(mountsAt(mnt)).toEqual([]);
+    expect(utabLine(mnt)).toBeUndefined();
+    expect(await waitFor(() => loopsBacking(img).length === 0, 2000)).toBe(true);
   });
 
   it('sends a loop device listed in fstab to the kernel under the default policy, probing with -t auto', () => {
