@@ -3,10 +3,10 @@
  * bundle loader that `npm run build` writes). Kept apart from main.ts so the
  * helper can also run in-process in tests.
  */
-import * as fs from 'node:fs';
 import { MountExit } from '../lib/errors';
 import { exitNow } from '../lib/native';
 import { runHelper, timeoutMs } from './main';
+import { writeOut } from './output';
 import { printTimings } from './timing';
 
 // The hard limit: whatever hangs (a service that never answers, a stuck
@@ -14,7 +14,7 @@ import { printTimings } from './timing';
 // and tears down any mount; this is the last resort.
 const limit = timeoutMs() + 2000;
 setTimeout(() => {
-  fs.writeSync(2, `mount.fusegate: gave up after ${limit / 1000} s\n`);
+  writeOut(2, `mount.fusegate: gave up after ${limit / 1000} s\n`);
   process.exit(MountExit.FAILURE);
 }, limit).unref();
 

@@ -9,7 +9,6 @@
  * In-process because the kernel path's cost is part of every trusted mount
  * (bench/helper-startup): starting mount(8) took ~3 ms of it.
  */
-import { MountExit } from '../lib/errors';
 import { libmountMount } from '../lib/native';
 
 export interface KernelMountRequest {
@@ -37,6 +36,5 @@ export async function kernelMount(req: KernelMountRequest): Promise<KernelMountR
     options: [...req.options, ...(req.noMtab ? [] : req.utabOptions)],
     noMtab: req.noMtab,
   });
-  const code = r.code === 0 ? MountExit.SUCCESS : r.code;
-  return { code, message: r.message === '' ? null : `${req.mountpoint}: ${r.message}.` };
+  return { code: r.code, message: r.message === '' ? null : `${req.mountpoint}: ${r.message}.` };
 }

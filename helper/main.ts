@@ -8,29 +8,20 @@
  * refuse. Every path ends in one line on stderr (unless it succeeded
  * quietly), one journal entry for the outcome, and a mount(8) exit status.
  */
-import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
 import { buildContext, callerOf, releaseContext, requireRoot, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
+import { writeOut } from './output';
 import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
 
 const DEFAULT_TIMEOUT_S = 30;
 
-/** One line on stderr, written at once (the entry ends the process with _exit). */
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
-}
-
-function writeOut(fd: 1 | 2, text: string): void {
-  try {
-    fs.writeSync(fd, text);
-  } catch {
-    // the stream is closed: there is nowhere left to say it
-  }
 }
 
 /** The mount's time limit in ms (FUSEGATE_TIMEOUT seconds); the entry adds a last-resort margin. */

@@ -5,7 +5,7 @@
  * memory and written with one write(2), so measuring does not pay for Node's
  * stderr stream.
  */
-import * as fs from 'node:fs';
+import { writeOut } from './output';
 
 const marks: string[] | null = process.env.FUSEGATE_TIMING === '1' ? [] : null;
 
@@ -16,10 +16,6 @@ export function mark(phase: string): void {
 /** Prints the marks so far (the entry calls it just before it exits). */
 export function printTimings(): void {
   if (marks === null || marks.length === 0) return;
-  try {
-    fs.writeSync(2, marks.map((m) => `mount.fusegate: timing ${m} ms\n`).join(''));
-  } catch {
-    // stderr closed
-  }
+  writeOut(2, marks.map((m) => `mount.fusegate: timing ${m} ms\n`).join(''));
   marks.length = 0;
 }

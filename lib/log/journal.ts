@@ -42,8 +42,7 @@ export function serializeEntry(fields: Fields): Buffer {
   // value with a newline needs the binary form and its own buffers.
   let text = '';
   const parts: Buffer[] = [];
-  for (const name in fields) {
-    const raw = fields[name];
+  for (const [name, raw] of Object.entries(fields)) {
     if (raw === undefined || raw === null) continue;
     if (!FIELD_NAME.test(name)) throw new Error(`invalid journal field name '${name}'`);
     const value = String(raw);

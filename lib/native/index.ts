@@ -359,6 +359,11 @@ export async function run(file: string, argv: string[], envp: string[] | null = 
 
 // ----------------------------------------------------------------- libmount
 
+/** libmountMount()'s flags, as FG_MNT_* in fusegate_native.c */
+const LIBMOUNT_NO_MTAB = 1;
+const LIBMOUNT_FAKE = 2;
+const LIBMOUNT_NO_CANONICALIZE = 4;
+
 export interface LibmountRequest {
   source: string;
   target: string;
@@ -381,7 +386,7 @@ export interface LibmountRequest {
  */
 export function libmountMount(req: LibmountRequest): Promise<LibmountResult> {
   const options = req.options.length > 0 ? req.options.join(',') : null;
-  const flags = (req.noMtab ? 1 : 0) | (req.fake ? 2 : 0) | (req.noCanonicalize ? 4 : 0);
+  const flags = (req.noMtab ? LIBMOUNT_NO_MTAB : 0) | (req.fake ? LIBMOUNT_FAKE : 0) | (req.noCanonicalize ? LIBMOUNT_NO_CANONICALIZE : 0);
   return callAsync(() => native().libmountMount(req.source, req.target, req.fsType, options, flags));
 }
 
@@ -390,17 +395,13 @@ export function libmountMount(req: LibmountRequest): Promise<LibmountResult> {
 /**
  * Ends the process at once with _exit(2), skipping Node's teardown. Only for
  * a program that has finished: nothing may be left in a stream's buffer
- * (write with fs.writeSync) and no async work may be running. Falls back to
- * process.exit() when the addon cannot be loaded.
+ * (write with fs.writeSync) and no async work may be running. A process
+ * that never loaded the addon (--help, a usage error) exits with
+ * process.exit() rather than pay the addon's dlopen to save the teardown.
  */
 export function exitNow(code: number): never {
-  let exit: (code: number) => never;
-  try {
-    exit = native().exitNow;
-  } catch {
-    return process.exit(code);
-  }
-  return exit(code);
+  if (addon === undefined) return process.exit(code);
+  return addon.exitNow(code);
 }
 
 /** Replaces this process. Returns only by throwing. */
