@@ -11,7 +11,7 @@
       "target_name": "fdmap-preload",
       "type": "shared_library",
       "product_prefix": "",
-      "sources": ["service/native/fdmap-preload.c"],
+      "sources": ["sandbox/native/fdmap-preload.c"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fvisibility=default"],
       "libraries": ["-ldl"]
     }

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { findBackend } from '../lib/backends';
-import { serviceUnit } from '../service/units';
+import { serviceUnit } from '../admin/units';
 
 const BACKEND = 'fuse2fs';
 const SERVER_COMM = 'fuse2fs';
@@ -648,9 +648,9 @@ function copyWithoutCache(rel: string, dir: string): string {
 function nodeStartup(a: { runs: number; caFile?: string }) {
   const nocache = '/tmp/fgbench-nocache';
   fs.rmSync(nocache, { recursive: true, force: true });
-  const adapterNoCache = copyWithoutCache('dist/service/adapter-start.js', nocache);
+  const adapterNoCache = copyWithoutCache('dist/sandbox/adapter-start.js', nocache);
   const helperNoCache = copyWithoutCache('dist/helper/mount.fusegate.js', nocache);
-  const adapter = `${INSTALLED}/dist/service/adapter-start.js`;
+  const adapter = `${INSTALLED}/dist/sandbox/adapter-start.js`;
   const JIT = ['--jitless', '--no-expose-wasm'];
   // A user-land startup snapshot that holds nothing: what deserializing one costs on top of Node's own.
   fs.mkdirSync(nocache, { recursive: true });

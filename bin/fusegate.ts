@@ -34,10 +34,10 @@ type Subcommand = (args: string[]) => Promise<number> | number;
 
 const SUBCOMMANDS: Record<string, () => Subcommand> = {
   policy: () => require('../policy/cli').main,
-  install: () => require('../service/install').installMain,
-  uninstall: () => require('../service/install').uninstallMain,
-  doctor: () => require('../service/doctor').main,
-  status: () => require('../service/status').main,
+  install: () => require('../admin/install').installMain,
+  uninstall: () => require('../admin/install').uninstallMain,
+  doctor: () => require('../admin/doctor').main,
+  status: () => require('../admin/status').main,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -12,7 +12,7 @@ import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
 import { instanceForClient, instanceProcesses } from './service-instance';
-import { ServiceFailed, ServiceSession, type SessionEvent, type SessionResult } from './service-session';
+import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
 
 export interface SandboxOutcome {
   result: SessionResult;
@@ -60,14 +60,14 @@ export async function sandboxMount(
   const fd = native.socketSeqpacket();
   const channel = new Channel(fd, 'helper');
   let unit: string | null = null;
-  let session: ServiceSession | undefined;
+  let session: HelperSession | undefined;
   try {
     try {
       await native.connect(fd, ctx.socket);
     } catch (err) {
       throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
     }
-    session = new ServiceSession(
+    session = new HelperSession(
       channel,
       {
         backend: decision.backend,

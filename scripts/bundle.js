@@ -26,7 +26,7 @@ const PROGRAMS = [
   // [TypeScript entry, loader to write, node flags the program runs with]
   ['helper/entry.ts', 'dist/helper/mount.fusegate.js', []],
   ['helper/umount-entry.ts', 'dist/helper/umount.fusegate.js', []],
-  ['service/adapter.ts', 'dist/service/adapter-start.js', ['--jitless', '--no-expose-wasm']],
+  ['sandbox/adapter.ts', 'dist/sandbox/adapter-start.js', ['--jitless', '--no-expose-wasm']],
 ];
 
 function loaderSource(bundleName) {

@@ -21,7 +21,7 @@ function fusegate(args: string[], env: NodeJS.ProcessEnv = {}): { code: number |
 }
 
 beforeAll(() => {
-  for (const f of ['dist/service/install.js', 'dist/service/doctor.js', 'dist/service/status.js']) {
+  for (const f of ['dist/admin/install.js', 'dist/admin/doctor.js', 'dist/admin/status.js']) {
     if (!fs.existsSync(path.join(PKG, f))) throw new Error(`${f} missing: run 'npm run build' (npm test does)`);
   }
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-install-cli-'));

@@ -16,7 +16,7 @@ import { mountsAt, unmountAll, waitFor } from '../support/mounts';
 const canRun = realDevicesOrFailInCI('interop tests');
 
 const ROOT = path.resolve(__dirname, '../..');
-const ADAPTER = path.join(ROOT, 'dist/service/adapter-start.js');
+const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const FAKE_HELPER = path.join(ROOT, 'test/support/fake_helper.py');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 

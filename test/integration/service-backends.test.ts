@@ -20,7 +20,7 @@ const canRun = realDevicesOrFailInCI('service tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
-const ADAPTER = path.join(ROOT, 'dist/service/adapter-start.js');
+const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
 interface Case {

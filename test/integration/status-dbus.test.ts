@@ -13,8 +13,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Message as DBusMessage, MessageBus } from 'dbus-next';
-import { collectStatus } from '../../service/status';
-import { listServices, SystemdUnavailable } from '../../service/systemd-dbus';
+import { collectStatus } from '../../admin/status';
+import { listServices, SystemdUnavailable } from '../../admin/systemd-dbus';
 
 const haveDaemon = spawnSync('dbus-daemon', ['--version'], { stdio: 'ignore' }).status === 0;
 if (!haveDaemon && (process.env.CI === 'true' || process.env.FUSEGATE_REQUIRE_E2E === '1')) {

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { adaptedBackends, allUnits } from '../../service/units';
+import { adaptedBackends, allUnits } from '../../admin/units';
 
 const UNITS_DIR = path.resolve(__dirname, '../../units');
 const MAX_EXPOSURE = 0.2;

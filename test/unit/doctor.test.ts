@@ -9,9 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS } from '../../lib/backends';
-import { main, runDoctor, type Check } from '../../service/doctor';
-import { install } from '../../service/install';
-import { adaptedBackends } from '../../service/units';
+import { main, runDoctor, type Check } from '../../admin/doctor';
+import { install } from '../../admin/install';
+import { adaptedBackends } from '../../admin/units';
 
 const temps: string[] = [];
 function tempRoot(): string {

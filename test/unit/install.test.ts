@@ -10,10 +10,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { install, installMain, uninstall, uninstallMain, type InstallOptions } from '../../service/install';
-import { readManifest } from '../../service/manifest';
-import { Layout } from '../../service/paths';
-import { allUnits, adaptedBackends } from '../../service/units';
+import { install, installMain, uninstall, uninstallMain, type InstallOptions } from '../../admin/install';
+import { readManifest } from '../../admin/manifest';
+import { Layout } from '../../admin/paths';
+import { allUnits, adaptedBackends } from '../../admin/units';
 
 const PKG = path.resolve(__dirname, '../..');
 const LIB = '/usr/lib/fusegate';
@@ -96,7 +96,7 @@ describe('fusegate install into an empty root', () => {
 
   it('copies the program, the native objects and only the runtime node modules', () => {
     const lib = path.join(root, LIB);
-    for (const rel of ['package.json', 'dist/bin/fusegate.js', 'dist/service/adapter.js', 'dist/service/launch.js', 'build/Release/fusegate_native.node',
+    for (const rel of ['package.json', 'dist/bin/fusegate.js', 'dist/sandbox/adapter.js', 'dist/sandbox/launch.js', 'build/Release/fusegate_native.node',
       'build/Release/fdmap-preload.so', 'policy/default-policy.yaml', 'node_modules/yaml/package.json', 'node_modules/dbus-next/package.json']) {
       expect(fs.existsSync(path.join(lib, rel)), rel).toBe(true);
     }
@@ -105,13 +105,13 @@ describe('fusegate install into an empty root', () => {
     expect(fs.existsSync(path.join(lib, 'node_modules/xml2js/package.json'))).toBe(true);
     for (const dev of ['typescript', 'vitest', '@types', 'vite']) expect(fs.existsSync(path.join(lib, 'node_modules', dev)), dev).toBe(false);
     expect(fs.existsSync(path.join(lib, 'dist/bench'))).toBe(false);
-    for (const exe of ['dist/helper/mount.fusegate.js', 'dist/helper/umount.fusegate.js', 'dist/service/adapter-start.js', 'dist/bin/fusegate.js']) {
+    for (const exe of ['dist/helper/mount.fusegate.js', 'dist/helper/umount.fusegate.js', 'dist/sandbox/adapter-start.js', 'dist/bin/fusegate.js']) {
       expect(fs.statSync(path.join(lib, exe)).mode & 0o777, exe).toBe(0o755);
       // env node, the loaders with -S -u VAR … to drop variables that slow Node's start.
       expect(fs.readFileSync(path.join(lib, exe), 'utf8'), exe).toMatch(/^#!\/usr\/bin\/env (-S (-u \w+ )+)?node\n/);
     }
     // The bundles the loaders run, with their code caches.
-    for (const f of ['dist/helper/mount.fusegate.bundle.js', 'dist/helper/umount.fusegate.bundle.js', 'dist/service/adapter-start.bundle.js']) {
+    for (const f of ['dist/helper/mount.fusegate.bundle.js', 'dist/helper/umount.fusegate.bundle.js', 'dist/sandbox/adapter-start.bundle.js']) {
       expect(fs.existsSync(path.join(lib, f)), f).toBe(true);
     }
   });

@@ -8,8 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMountinfo, parseUtab, sandboxedMounts } from '../../service/mounts';
-import { humanBytes, main, type StatusReport, type StatusSources } from '../../service/status';
+import { parseMountinfo, parseUtab, sandboxedMounts } from '../../admin/mounts';
+import { humanBytes, main, type StatusReport, type StatusSources } from '../../admin/status';
 
 let dir: string;
 let src: StatusSources;

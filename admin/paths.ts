@@ -94,7 +94,7 @@ function resolveSbin(root: string): string {
 
 /**
  * The package root the running code belongs to: the nearest directory above
- * this file holding fusegate's package.json. From dist/service/ that is two
+ * this file holding fusegate's package.json. From dist/admin/ that is two
  * levels up, from the sources (vitest) one; searching covers both.
  */
 export function packageRoot(from: string = __dirname): string {

@@ -5,7 +5,7 @@
  * read them without running anything). `fusegate install` generates them
  * itself; a test keeps units/ equal to the generator's output.
  *
- *   node dist/service/write-units.js [DIR]
+ *   node dist/admin/write-units.js [DIR]
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';

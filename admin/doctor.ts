@@ -55,8 +55,8 @@ EXIT STATUS
 const FUSE_MAJOR = 10;
 const FUSE_MINOR = 229;
 const MIN_NODE_MAJOR = 20;
-/** The units' ExecStart runs this (service/units.ts). */
-const ADAPTER_START = `${LIB_DIR}/dist/service/adapter-start.js`;
+/** The units' ExecStart runs this (admin/units.ts). */
+const ADAPTER_START = `${LIB_DIR}/dist/sandbox/adapter-start.js`;
 
 function lstatOrNull(p: string): fs.Stats | null {
   try {

@@ -28,8 +28,8 @@ export const REQUIRED = [
   'dist/helper/mount.fusegate.bundle.js',
   'dist/helper/umount.fusegate.js',
   'dist/helper/umount.fusegate.bundle.js',
-  'dist/service/adapter-start.js',
-  'dist/service/adapter-start.bundle.js',
+  'dist/sandbox/adapter-start.js',
+  'dist/sandbox/adapter-start.bundle.js',
   'dist/bin/fusegate.js',
   'build/Release/fusegate_native.node',
   'build/Release/fdmap-preload.so',
@@ -40,7 +40,7 @@ export const REQUIRED = [
 const EXECUTABLES = new Set([
   'dist/helper/mount.fusegate.js',
   'dist/helper/umount.fusegate.js',
-  'dist/service/adapter-start.js',
+  'dist/sandbox/adapter-start.js',
   'dist/bin/fusegate.js',
 ]);
 

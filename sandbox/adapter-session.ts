@@ -55,7 +55,7 @@ export interface MountHandoff {
   allowOther: boolean;
 }
 
-export class ServiceRefused extends Error {
+export class HelperRefused extends Error {
   constructor(
     readonly command: string,
     readonly error: number,
@@ -82,7 +82,7 @@ export function parseMountArgs(argv: string[]): MountArgs {
   return { subtype, source: positional[0]!, mountpoint: positional[1]!, options };
 }
 
-export class ServerSession {
+export class AdapterSession {
   private readonly owned: number[] = [];
 
   constructor(private readonly channel: Channel) {}
@@ -98,7 +98,7 @@ export class ServerSession {
     if (msg.kind !== 'FILE' || msg.path !== path) {
       throw new ProtocolError('out-of-order', `expected FILE "${path}", got ${msg.kind}${msg.kind === 'FILE' ? ` "${msg.path}"` : ''}`);
     }
-    if (msg.error !== 0) throw new ServiceRefused(`FILE ${path}`, msg.error);
+    if (msg.error !== 0) throw new HelperRefused(`FILE ${path}`, msg.error);
     return fd!;
   }
 
@@ -107,7 +107,7 @@ export class ServerSession {
     await this.channel.send(msg, undefined, STEP_TIMEOUT_MS);
     const { msg: reply } = await this.receive();
     if (reply.kind !== 'REPL') throw new ProtocolError('out-of-order', `expected REPL after ${msg.kind}, got ${reply.kind}`);
-    if (reply.error !== 0) throw new ServiceRefused(msg.kind, reply.error);
+    if (reply.error !== 0) throw new HelperRefused(msg.kind, reply.error);
   }
 
   async run(): Promise<MountHandoff> {
@@ -153,9 +153,9 @@ export class ServerSession {
     };
     const bdev = await ask('BDEV', REQUEST_FLAGS.QUIET);
     if (bdev.error === 0) return { fd: bdev.fd!, isBlock: true };
-    if (bdev.error !== ENOTBLK) throw new ServiceRefused('BDEV', bdev.error);
+    if (bdev.error !== ENOTBLK) throw new HelperRefused('BDEV', bdev.error);
     const file = await ask('OPEN', 0);
-    if (file.error !== 0) throw new ServiceRefused('OPEN', file.error);
+    if (file.error !== 0) throw new HelperRefused('OPEN', file.error);
     return { fd: file.fd!, isBlock: false };
   }
 

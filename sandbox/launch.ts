@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Backend } from '../lib/backends';
 import * as native from '../lib/native';
-import type { MountHandoff } from './server-session';
+import type { MountHandoff } from './adapter-session';
 
 export const FUSE_FD = 3;
 export const SOURCE_FD = 4;

@@ -12,7 +12,7 @@ import { findBackend } from '../lib/backends';
 import { createLogger } from '../lib/log';
 import { Channel } from '../lib/protocol';
 import { execServer, planLaunch } from './launch';
-import { ServerSession } from './server-session';
+import { AdapterSession } from './adapter-session';
 
 /** The connection systemd passes (SD_LISTEN_FDS_START). */
 const LISTEN_FD = 3;
@@ -47,7 +47,7 @@ async function main(): Promise<number> {
   delete process.env.LISTEN_FDNAMES;
 
   const channel = new Channel(LISTEN_FD, 'server');
-  const session = new ServerSession(channel);
+  const session = new AdapterSession(channel);
   let handoff;
   try {
     handoff = await session.run();

@@ -119,7 +119,7 @@ class Refusal extends Error {
   }
 }
 
-export class ServiceSession {
+export class HelperSession {
   private lastStep = -1;
   private fsopenFlags = 0;
   private fuseOptions: string[] = [];

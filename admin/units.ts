@@ -88,7 +88,7 @@ CollectMode=inactive-or-failed
 Type=exec
 # The adapter speaks the service-mount protocol on the connection (fd 3),
 # then replaces itself with ${b.binary}: no Node process stays per mount.
-ExecStart=${paths.node} --jitless --no-expose-wasm ${paths.libDir}/dist/service/adapter-start.js ${b.name}
+ExecStart=${paths.node} --jitless --no-expose-wasm ${paths.libDir}/dist/sandbox/adapter-start.js ${b.name}
 SyslogIdentifier=fusegate-${b.name}
 ${fusefat ? 'SuccessExitStatus=255\n' : ''}Environment=FUSEGATE_LIB_DIR=${paths.libDir}
 

@@ -5,7 +5,7 @@
  * Mounts come from /proc/self/mountinfo (and utab for the rule); services
  * from systemd over D-Bus. Pairing the two: a service's MainPID is the FUSE
  * server (the adapter execs into it), and the server holds the mount's
- * source on fd 4 (service/launch.ts). So a mount belongs to the service
+ * source on fd 4 (sandbox/launch.ts). So a mount belongs to the service
  * whose /proc/<MainPID>/fd/4 is the same file as the mount's source: the
  * same block device (st_rdev) or the same inode (st_dev, st_ino), with the
  * path as a last resort. Instance numbers say nothing (systemd numbers
