@@ -114,7 +114,7 @@ export function parseDir(buf: Buffer, fatType: FatType, mode: ShortnameMode, wha
     if (b0 === 0x2e) continue; // "." and ".." (and nothing else may start with a dot in a short name)
     let name: string | null = null;
     let firstSlot = off;
-    if (pendingLfn && pendingNext === 1 && lfnSum === lfnChecksum(short11)) {
+    if (pendingLfn && pendingNext === 0 && lfnSum === lfnChecksum(short11)) {
       const units = pendingLfn.flat();
       let s = '';
       for (const u of units) {
