@@ -112,7 +112,10 @@ interface Dir {
   key: number;
   chain: number[] | null;
   buf: Buffer;
-  parsed: ParsedDir;
+  _parsed: ParsedDir;
+  /** bytes changed since parsing */
+  stale: boolean;
+  readonly parsed: ParsedDir;
 }
 
 export class Volume {
@@ -203,7 +206,22 @@ export class Volume {
       chain = this.fat.chain(key, what, this.maxDirClusters);
       buf = this.readClusters(chain, 0, chain.length * this.geo.clusterSize);
     }
-    const dir: Dir = { key, chain, buf, parsed: parseDir(buf, this.geo.fatType, this.opts.shortname, what, this.log) };
+    const fatType = this.geo.fatType;
+    const mode = this.opts.shortname;
+    const dir: Dir = {
+      key,
+      chain,
+      buf,
+      _parsed: parseDir(buf, fatType, mode, what, this.log),
+      stale: false,
+      get parsed(): ParsedDir {
+        if (this.stale) {
+          this._parsed = parseDir(this.buf, fatType, mode, what, () => {});
+          this.stale = false;
+        }
+        return this._parsed;
+      },
+    };
     this.dirs.set(key, dir);
     this.dirCacheBytes += buf.length;
     while (this.dirCacheBytes > 16 * 1024 * 1024 && this.dirs.size > 1) {
@@ -239,7 +257,7 @@ export class Volume {
       done += n;
     }
     data.copy(dir.buf, off);
-    dir.parsed = parseDir(dir.buf, this.geo.fatType, this.opts.shortname, 'directory', () => {});
+    dir.stale = true;
   }
 
   private findEntry(dir: Dir, name: string): DirEntry | undefined {
@@ -256,7 +274,10 @@ export class Volume {
   private nodeFor(parent: FatNode, e: DirEntry): FatNode {
     const k = this.nodeKey(parent, e.offset);
     let n = this.nodes.get(k);
-    if (n) return n;
+    if (n) {
+      n.parent = parent;
+      return n;
+    }
     if (e.isDir) {
       // a directory that is its own ancestor would make an endless tree
       for (let p: FatNode | null = parent, depth = 0; p; p = p.parent, depth++) {
@@ -586,7 +607,7 @@ export class Volume {
     dir.buf.copy(grown);
     this.dirCacheBytes += grown.length - dir.buf.length;
     dir.buf = grown;
-    dir.parsed = parseDir(dir.buf, this.geo.fatType, this.opts.shortname, 'directory', () => {});
+    dir.stale = true;
   }
 
   /** Writes slots at `offset`, then keeps the end marker after them. */
@@ -725,14 +746,10 @@ export class Volume {
     const sd = this.loadDir(srcParent);
     const se = this.findEntry(sd, srcName);
     if (!se) throw new FatError('ENOENT', `no ${JSON.stringify(srcName)}`);
+    const srcNode = this.nodeFor(srcParent, se);
+    if (se.isDir && this.isWithin(this.dirKey(dstParent), se.cluster)) throw new FatError('EINVAL', 'cannot move a directory into itself');
     const newName = checkName(dstName);
     const dd = this.loadDir(dstParent);
-    const srcNode = this.nodeFor(srcParent, se);
-    if (se.isDir) {
-      for (let p: FatNode | null = dstParent; p; p = p.parent) {
-        if (p === srcNode || (!p.isRoot && this.clusterOf(p) === se.cluster)) throw new FatError('EINVAL', 'cannot move a directory into itself');
-      }
-    }
     let target = this.findEntry(dd, newName);
     const sameDir = sd === dd;
     if (target && sameDir && target.offset === se.offset) {
@@ -782,6 +799,24 @@ export class Volume {
     if (occupant && occupant !== srcNode) occupant.unlinked = true;
     if (srcNode.refs > 0) this.nodes.set(newKey, srcNode);
     this.afterChange();
+  }
+
+  /** Whether directory `cluster` is `ancestor` or below it, following the ".." entries on disk (bounded). */
+  private isWithin(cluster: number, ancestor: number): boolean {
+    const rootKey = this.geo.fatType === 32 ? this.geo.rootCluster : 0;
+    let c = cluster;
+    for (let depth = 0; depth < 4096; depth++) {
+      if (c === ancestor) return true;
+      if (c === rootKey || c === 0 || !this.fat.inRange(c)) return false;
+      const dotdot = this.dev.read(this.clusterOffset(c) + 32, 32);
+      if (dotdot[0] !== 0x2e || dotdot[1] !== 0x2e) {
+        this.log(`directory at cluster ${c} has no ".." entry`);
+        return false;
+      }
+      const lo = dotdot.readUInt16LE(26);
+      c = this.geo.fatType === 32 ? ((dotdot.readUInt16LE(20) << 16) | lo) >>> 0 : lo;
+    }
+    throw new FatError('EIO', 'directory tree too deep or looped');
   }
 
   /** Clean unmount: frees what unlinked-but-open objects held, restores the clean bits. */
