@@ -10,6 +10,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { specMatch, type Identity } from '../../policy/etc';
+import { validatePolicyText } from '../../policy/validate';
+import { decide } from '../../policy/decide';
+import { parsePolicy } from '../../policy/load';
+import { syntheticFacts } from '../../policy/synthetic';
 import { gatherFacts, type FactEnv, type SourceStat } from '../../policy/facts';
 import { fixedDisk } from '../../policy/fixed-disk';
 import { devString } from '../../policy/image-owner';
@@ -359,5 +363,65 @@ describe('image_owner, image_mode, image_root_only', () => {
     const f = gatherFacts(req('dev/sda1'), env());
     expect(f.imageOwner).toEqual({ value: null, source: 'not a loop device: no image file' });
     expect(f.imageRootOnly.value).toBe(false);
+  });
+});
+
+describe('policy check: kernel rules that trust what the content says', () => {
+  const warnings = (rule: string) => validatePolicyText(`version: 1\nrules:\n  - name: t\n${rule.replace(/^/gm, '    ')}\n    action: kernel\n`, 'p.yaml')
+    .diagnostics.map((d) => `${d.severity}: ${d.message}`);
+  const WARN = "warning: rule 't' trusts the kernel driver on UUID or label alone; a USB stick can copy both";
+
+  it.each([
+    ['fstab alone (the rule finding 2 exploited)', 'match: { fstab: true }\nunless:\n  - removable: true\n  - bus: [usb, mmc, memstick, ieee1394, thunderbolt]'],
+    ['fstab by label', 'match: { fstab: true, fstab_match: [label, path] }'],
+    ['fstab with removable: false (loop devices are not removable)', 'match: { fstab: true, removable: false }'],
+    ['a UUID on the virtual bus (loop devices are virtual)', 'match: { uuid: 1234-abcd, bus: [nvme, virtual] }'],
+  ])('warns: %s', (_what, rule) => {
+    expect(warnings(rule)).toEqual([WARN]);
+  });
+
+  it.each([
+    ['fstab on a fixed disk', 'match: { fstab: true, fixed_disk: true }'],
+    ['fstab by path on a root-only image', 'match: { fstab: true, fstab_match: [path], image_root_only: true }'],
+    ['fstab by path or by-id', 'match: { fstab: true, fstab_match: [path, id] }'],
+    ['a UUID on internal buses', 'match: { uuid: 1234-abcd, bus: [nvme, ata] }'],
+    ['a label, unless not a fixed disk', 'match: { label: DATA }\nunless: { fixed_disk: false }'],
+  ])('does not warn: %s', (_what, rule) => {
+    expect(warnings(rule)).toEqual([]);
+  });
+
+  it('accepts the new keys with their values, and rejects unknown fstab_match values', () => {
+    expect(warnings('match: { fstab: true, fixed_disk: true, image_owner: [root, 0], image_mode: ["0?44"], image_root_only: true }')).toEqual([]);
+    const r = validatePolicyText('version: 1\nrules:\n  - name: t\n    match: { fstab_match: lable }\n    action: fuse\n', 'p.yaml');
+    expect(r.diagnostics.map((d) => `${d.message} (${d.hint})`)).toEqual([
+      "unknown fstab_match 'lable' (did you mean 'label'? known: path, uuid, label, partuuid, partlabel, id)",
+    ]);
+  });
+});
+
+describe('rules on the new facts', () => {
+  const policy = parsePolicy(`version: 1
+rules:
+  - name: admins-images
+    match: { kind: image, image_owner: [root], image_mode: ["0?00", "0?44"] }
+    action: fuse
+  - name: fixed-by-uuid
+    match: { fixed_disk: true, fstab_match: [uuid] }
+    action: kernel
+`);
+  it('image_owner matches by name or uid, image_mode by glob', () => {
+    const img = { kind: 'image' as const, bus: 'virtual' as const, type: 'ext4' };
+    expect(decide(policy, syntheticFacts({ ...img, imageOwner: { id: 0, name: 'root' }, imageMode: '0644' })).rule).toBe('admins-images');
+    expect(decide(policy, syntheticFacts({ ...img, imageOwner: { id: 0, name: null }, imageMode: '0600' })).rule).toBe('default');
+    expect(decide(policy, syntheticFacts({ ...img, imageOwner: { id: 1000, name: 'alice' }, imageMode: '0644' })).rule).toBe('default');
+    expect(decide(policy, syntheticFacts({ ...img, imageOwner: { id: 0, name: 'root' }, imageMode: '0666' })).rule).toBe('default');
+    const t = decide(policy, syntheticFacts({ ...img, imageOwner: null })).trace[0]!;
+    expect(t.why).toContain('image_owner: (none) does not match root');
+  });
+
+  it('fixed_disk and fstab_match are shown in the trace', () => {
+    const d = decide(policy, syntheticFacts({ bus: 'nvme', type: 'ext4', fstab: true, fstabMatch: 'uuid' }));
+    expect(d).toMatchObject({ action: 'kernel', rule: 'fixed-by-uuid' });
+    expect(d.trace[1]!.why).toEqual(['fixed_disk: true matches true', 'fstab_match: uuid matches uuid']);
   });
 });
