@@ -42,6 +42,9 @@ function read(p: string): string | null {
 }
 
 function list(dir: string): string[] {
+  // Absent directories are the common case (no slaves/, no Thunderbolt):
+  // existsSync answers without the cost of building an ENOENT error.
+  if (!fs.existsSync(dir)) return [];
   try {
     return fs.readdirSync(dir);
   } catch {
@@ -103,9 +106,9 @@ function thunderboltDomains(sysfs: string): string[] {
  * 1. the `removable` attribute of a PCI function reads "removable": the
  *    kernel marks everything behind a firmware-declared external-facing
  *    port so (the same flag that makes it distrust the device for DMA);
- * 2. a PCIe port in the path has a device link (`supplier:…`) to a USB4
- *    host interface that owns a thunderbolt domain: the port carries that
- *    router's PCIe tunnels (integrated USB4/Thunderbolt 4 controllers);
+ * 2. a PCIe port in the path has a device link (`supplier:pci:NHI`) to the
+ *    USB4 host interface that owns a thunderbolt domain: the port carries
+ *    that router's PCIe tunnels (integrated USB4/Thunderbolt 4 controllers);
  * 3. the path shares a PCIe switch port with a thunderbolt host interface
  *    (discrete Thunderbolt 3 controllers, whose upstream port carries both
  *    the host interface and the tunnels). A shared non-Thunderbolt switch
@@ -130,17 +133,15 @@ function externalPcieOf(sysfs: string, devDir: string): string | null {
       return `sysfs ${path.join(fn, 'removable')}: removable (behind an external-facing PCIe port: Thunderbolt/USB4)`;
     }
   }
-  for (const fn of functions) {
-    for (const link of list(fn).filter((n) => n.startsWith('supplier:'))) {
-      const supplier = resolve(path.join(fn, link, 'supplier'));
-      const domain = supplier === null ? undefined : list(supplier).find((n) => TB_DOMAIN.test(n));
-      if (domain !== undefined) {
-        return `sysfs ${path.join(fn, link)}: PCIe port tunnelled by the Thunderbolt/USB4 host interface ${path.basename(supplier!)} (${domain})`;
-      }
-    }
-  }
+  // Without a thunderbolt domain on the machine, neither of the next two signs can hold.
   for (const domain of thunderboltDomains(sysfs)) {
     const nhi = path.dirname(domain);
+    // A device link's sysfs name: supplier:<bus>:<device>.
+    const link = `supplier:pci:${path.basename(nhi)}`;
+    const port = functions.find((fn) => fs.existsSync(path.join(fn, link)));
+    if (port !== undefined) {
+      return `sysfs ${path.join(port, link)}: PCIe port tunnelled by the Thunderbolt/USB4 host interface ${path.basename(nhi)} (${path.basename(domain)})`;
+    }
     const shared = [...functions].reverse().find((fn) => nhi === fn || nhi.startsWith(fn + '/'));
     if (shared !== undefined) {
       return `sysfs ${shared}: PCIe switch port shared with the Thunderbolt host interface of ${path.basename(domain)} (${nhi})`;
