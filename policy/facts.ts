@@ -12,7 +12,7 @@ import { backendsForType } from '../lib/backends';
 import { blockInfo, probe, probeWithLibblkid, type ProbeResult } from './device';
 import { Accounts, canonical, matchInFstab, parseFstab, type Identity } from './etc';
 import { fixedDisk } from './fixed-disk';
-import { imageOwnership, loopBackingIdentity, modeString, type FileIdentity } from './image-owner';
+import { devString, imageOwnership, loopBackingIdentity, modeString, type FileIdentity } from './image-owner';
 import type { Fact, Facts, FstabMatch, MountRequest, SourceKind } from './types';
 
 export type { MountRequest } from './types';
@@ -75,10 +75,7 @@ export function statSource(p: string): SourceStat | null {
     return { kind: 'block', device: `${major}:${minor}` };
   }
   if (!st.isFile()) return { kind: 'other' };
-  const dev = st.dev;
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return { kind: 'image', identity: { device: `${major}:${minor}`, inode: st.ino } };
+  return { kind: 'image', identity: { device: devString(st.dev), inode: st.ino } };
 }
 
 export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
