@@ -6,7 +6,8 @@
  * kernel driver: not under the shipped policy, not under the built-in
  * fail-closed rule. A fixed internal disk with the same fstab line still
  * gets the kernel: a zram device stands in for one (only root can create
- * one, as only root can put a disk in the machine).
+ * one, as only root can put a disk in the machine). An image file that fstab
+ * names by path gets the kernel only when only root can write it.
  *
  * The helper reads FUSEGATE_FSTAB instead of /etc/fstab (helper/args.ts);
  * `policy explain` is given the same file through its facts hook.
@@ -81,16 +82,16 @@ describe.skipIf(!canRun)('fstab LABEL=/UUID= earn the kernel driver only on fixe
     releaseAll();
   });
 
-  function helper(source: string, policy = DEFAULT_POLICY) {
-    const env = { ...process.env, FUSEGATE_POLICY: policy, FUSEGATE_FSTAB: fstab, FUSEGATE_SOCKET_DIR: sockets };
+  function helper(source: string, policy = DEFAULT_POLICY, fstabFile = fstab) {
+    const env = { ...process.env, FUSEGATE_POLICY: policy, FUSEGATE_FSTAB: fstabFile, FUSEGATE_SOCKET_DIR: sockets };
     const r = spawnSync(process.execPath, [HELPER, source, mnt, '-v'], { env, encoding: 'utf8', timeout: 30_000 });
     return { code: r.status, stderr: r.stderr };
   }
 
-  async function explain(source: string, policy = DEFAULT_POLICY, json = true): Promise<{ code: number; out: string }> {
+  async function explain(source: string, policy = DEFAULT_POLICY, json = true, fstabFile = fstab): Promise<{ code: number; out: string }> {
     let out = '';
     const args = ['explain', source, mnt, '--policy', policy, ...(json ? ['--json'] : [])];
-    const code = await main(args, { facts: { fstab }, out: (s) => { out += s; }, err: (s) => { out += s; } });
+    const code = await main(args, { facts: { fstab: fstabFile }, out: (s) => { out += s; }, err: (s) => { out += s; } });
     return { code, out };
   }
 
@@ -140,6 +141,31 @@ describe.skipIf(!canRun)('fstab LABEL=/UUID= earn the kernel driver only on fixe
     expect(j.decision.action).toBe('fuse');
     expect(helper(rootLoop).code).toBe(32);
     expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it("an image file fstab names by path earns the kernel only when only root can write it", async () => {
+    // The user's image, named by its path: the content is still the user's.
+    const userFstab = path.join(dir, 'fstab-user-image');
+    fs.writeFileSync(userFstab, `${userImg} ${mnt} ext4 loop 0 2\n`);
+    const j = JSON.parse((await explain(userImg, DEFAULT_POLICY, true, userFstab)).out);
+    expect(j.facts.kind.value).toBe('image');
+    expect(j.facts.fstabMatch).toEqual({ value: 'path', source: `${userFstab} line 1: ${userImg}` });
+    expect(j.facts.imageRootOnly).toEqual({ value: false, source: `${userImg} is owned by uid 1000` });
+    expect(j.decision).toMatchObject({ action: 'fuse', rule: 'images-and-loop-devices' });
+    expect(helper(userImg, DEFAULT_POLICY, userFstab).code).toBe(32);
+    expect(mountsAt(mnt)).toEqual([]);
+
+    // Root's image in a root-only directory, named by its path: the administrator's own.
+    const rootImg = makeImage(fs.mkdtempSync(path.join(dir, 'srv-')), 'ext4', 16, 'srv');
+    const rootFstab = path.join(dir, 'fstab-root-image');
+    fs.writeFileSync(rootFstab, `${rootImg} ${mnt} ext4 loop 0 2\n`);
+    const k = JSON.parse((await explain(rootImg, DEFAULT_POLICY, true, rootFstab)).out);
+    expect(k.facts.imageOwner.value).toEqual({ id: 0, name: 'root' });
+    expect(k.facts.imageRootOnly.value).toBe(true);
+    expect(k.decision).toMatchObject({ action: 'kernel', rule: 'fstab-fixed-disks' });
+    const r = helper(rootImg, DEFAULT_POLICY, rootFstab);
+    expect(r.code).toBe(0);
+    expect(mountsAt(mnt)[0]!.fsType).toBe('ext4');
   });
 
   it('a fixed internal disk (zram) with the same LABEL= line still gets the kernel driver', async () => {
