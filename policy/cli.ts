@@ -31,7 +31,7 @@ DESCRIPTION
 
     check validates FILE and lists every error and warning with file, line,
     column and a hint. A policy with errors is never used: the helper then
-    fails closed (only fixed disks listed in /etc/fstab are mounted, on the
+    fails closed (only fixed internal disks listed in /etc/fstab are mounted, on the
     kernel driver; everything else is denied).
 
     explain gathers the facts about SOURCE the way the mount helper does

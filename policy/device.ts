@@ -12,6 +12,7 @@ import type * as ChildProcess from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { blkidProbe } from '../lib/native';
+import { busFromDevPath, externalPcie, HOTPLUG_BUSES } from './fixed-disk';
 import type { Bus } from './types';
 
 export interface ProbeResult {
@@ -101,27 +102,22 @@ export interface BlockInfo {
   udevSource: string;
 }
 
-/** Outermost first: a USB enclosure's disk also shows a SCSI host in its path. */
-const BUS_SEGMENTS: Array<[Bus, RegExp]> = [
-  ['usb', /^usb\d+$/],
-  ['mmc', /^(mmc\d+|mmc_host|mmcblk\d+)$/],
-  ['memstick', /^memstick\d+$/],
-  ['ieee1394', /^(fw\d+|firewire)$/],
-  ['thunderbolt', /^(thunderbolt|domain\d+)$/],
-  ['nvme', /^(nvme\d+|nvme-subsys\d+|nvme)$/],
-  ['ata', /^ata\d+$/],
-  ['virtio', /^virtio\d+$/],
-  ['xen', /^(vbd-\d+|xen)$/],
-  ['scsi', /^host\d+$/],
-];
-
 /** Untrustworthiness order used when a device sits on several (dm, md). */
 const RANK: Bus[] = ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt', 'unknown', 'virtual', 'scsi', 'xen', 'virtio', 'ata', 'nvme'];
 
-export function busFromDevPath(devPath: string): Bus {
-  const segs = devPath.split('/');
-  for (const [bus, re] of BUS_SEGMENTS) if (segs.some((s) => re.test(s))) return bus;
-  return segs.includes('virtual') ? 'virtual' : 'unknown';
+export { busFromDevPath } from './fixed-disk';
+
+/**
+ * The bus of one device from its sysfs path; a disk behind a Thunderbolt or
+ * USB4 port is on thunderbolt (and removable) even though that word never
+ * appears in its path: the tunnelled PCIe devices sit beside the domain.
+ */
+function busOf(sysfs: string, dir: string, beneath: string): { bus: Bus; source: string; external: string | null } {
+  const bus = busFromDevPath(path.relative(sysfs, dir));
+  const source = `sysfs ${dir}${beneath}`;
+  if (HOTPLUG_BUSES.includes(bus)) return { bus, source, external: null };
+  const external = externalPcie(sysfs, dir);
+  return external === null ? { bus, source, external: null } : { bus: 'thunderbolt', source: external + beneath, external: external + beneath };
 }
 
 function read(p: string): string | null {
@@ -164,24 +160,26 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
     };
   }
   const diskDir = fs.existsSync(path.join(devDir, 'partition')) ? path.dirname(devDir) : devDir;
-  const rel = path.relative(sysfs, devDir);
-  let bus = busFromDevPath(rel);
-  let busSource = `sysfs ${path.join(sysfs, rel)}`;
+  const own = busOf(sysfs, devDir, '');
+  let bus = own.bus;
+  let busSource = own.source;
   const removableFile = path.join(diskDir, 'removable');
-  let removable = read(removableFile) === '1';
-  let removableSource = `sysfs ${removableFile}`;
+  let removable = read(removableFile) === '1' || own.external !== null;
+  let removableSource = own.external ?? `sysfs ${removableFile}`;
 
   const backingFile = read(path.join(diskDir, 'loop', 'backing_file'));
   const loop = /^loop\d+$/.test(path.basename(diskDir));
 
   for (const lower of slaves(devDir, 0)) {
-    const lrel = path.relative(sysfs, lower);
-    const lbus = busFromDevPath(lrel);
-    if (RANK.indexOf(lbus) < RANK.indexOf(bus)) { bus = lbus; busSource = `sysfs ${lower} (beneath ${path.basename(devDir)})`; }
+    const l = busOf(sysfs, lower, ` (beneath ${path.basename(devDir)})`);
+    if (RANK.indexOf(l.bus) < RANK.indexOf(bus)) { bus = l.bus; busSource = l.source; }
     const ldisk = fs.existsSync(path.join(lower, 'partition')) ? path.dirname(lower) : lower;
     if (!removable && read(path.join(ldisk, 'removable')) === '1') {
       removable = true;
       removableSource = `sysfs ${path.join(ldisk, 'removable')} (beneath ${path.basename(devDir)})`;
+    } else if (!removable && l.external !== null) {
+      removable = true;
+      removableSource = l.external;
     }
   }
   const [udevBus, udevSource] = udevBusOf(udevData, dev);

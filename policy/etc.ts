@@ -5,7 +5,9 @@
  * called with a device path while fstab usually names the filesystem by
  * UUID=, LABEL= or PARTUUID=, so tags are compared with what the probe read
  * from the medium and paths are compared after resolving symlinks. For a loop
- * device, fstab's line may name the image file behind it.
+ * device, fstab's line may name the image file behind it. How the line
+ * matched is kept: a tag read from the content proves nothing about where
+ * the content came from (see FstabMatch).
  *
  * /etc/passwd and /etc/group: names for the caller's ids, so rules can say
  * `group: disk`. Read directly: spawning getent or loading NSS modules would
@@ -15,7 +17,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { unescapeOctal } from '../lib/mountinfo';
-import type { IdName } from './types';
+import type { FstabMatch, IdName } from './types';
+
+export type { FstabMatch } from './types';
 
 export interface FstabEntry {
   spec: string;
@@ -59,23 +63,45 @@ export interface Identity {
   partlabel: string | null;
 }
 
-function specMatches(spec: string, id: Identity): boolean {
+/**
+ * How an fstab spec names a device. `uuid`, `label`, `partuuid` and
+ * `partlabel` are read from the content (the filesystem or the partition
+ * table), whether written as TAG= or as the /dev/disk/by-* link udev makes
+ * from them: any image can copy them. `id` is what the device reports
+ * (model and serial, WWN) or a dm/md/LVM name. `path` names the node or
+ * image file itself.
+ */
+
+const BY_LINK: Array<[string, FstabMatch]> = [
+  ['/dev/disk/by-uuid/', 'uuid'],
+  ['/dev/disk/by-label/', 'label'],
+  ['/dev/disk/by-partuuid/', 'partuuid'],
+  ['/dev/disk/by-partlabel/', 'partlabel'],
+  ['/dev/disk/by-id/', 'id'],
+];
+
+/** How `spec` matches this source, or null when it does not. */
+export function specMatch(spec: string, id: Identity): FstabMatch | null {
   const eq = spec.indexOf('=');
   if (eq > 0 && !spec.startsWith('/')) {
     const tag = spec.slice(0, eq).toUpperCase();
     const value = spec.slice(eq + 1).replace(/^"(.*)"$/, '$1');
     switch (tag) {
-      case 'UUID': return id.uuid !== null && value.toLowerCase() === id.uuid.toLowerCase();
-      case 'PARTUUID': return id.partuuid !== null && value.toLowerCase() === id.partuuid.toLowerCase();
-      case 'LABEL': return id.label !== null && value === id.label;
-      case 'PARTLABEL': return id.partlabel !== null && value === id.partlabel;
-      default: return false;
+      case 'UUID': return id.uuid !== null && value.toLowerCase() === id.uuid.toLowerCase() ? 'uuid' : null;
+      case 'PARTUUID': return id.partuuid !== null && value.toLowerCase() === id.partuuid.toLowerCase() ? 'partuuid' : null;
+      case 'LABEL': return id.label !== null && value === id.label ? 'label' : null;
+      case 'PARTLABEL': return id.partlabel !== null && value === id.partlabel ? 'partlabel' : null;
+      default: return null;
     }
   }
-  if (spec === id.source) return true;
-  if (!spec.startsWith('/')) return false;
+  const how = (): FstabMatch => {
+    const n = path.posix.normalize(spec);
+    return BY_LINK.find(([prefix]) => n.startsWith(prefix))?.[1] ?? 'path';
+  };
+  if (spec === id.source) return how();
+  if (!spec.startsWith('/')) return null;
   const c = canonical(spec);
-  return c === id.path || (id.backingFile !== null && c === canonical(id.backingFile));
+  return c === id.path || (id.backingFile !== null && c === canonical(id.backingFile)) ? how() : null;
 }
 
 /**
@@ -83,11 +109,17 @@ function specMatches(spec: string, id: Identity): boolean {
  * given: the helper always has one, `policy explain` may not).
  */
 export function findInFstab(entries: FstabEntry[], id: Identity, mountpoint: string | null): FstabEntry | null {
+  return matchInFstab(entries, id, mountpoint)?.entry ?? null;
+}
+
+/** findInFstab, and how the line's spec named the source. */
+export function matchInFstab(entries: FstabEntry[], id: Identity, mountpoint: string | null): { entry: FstabEntry; how: FstabMatch } | null {
   const target = mountpoint === null ? null : canonical(mountpoint);
   for (const e of entries) {
     if (e.type === 'swap' || e.target === 'none') continue;
     if (target !== null && canonical(e.target) !== target) continue;
-    if (specMatches(e.spec, id)) return e;
+    const how = specMatch(e.spec, id);
+    if (how !== null) return { entry: e, how };
   }
   return null;
 }

@@ -37,7 +37,9 @@ function factRows(f: Facts): Array<[string, Fact<unknown>]> {
     ['type', f.type], ['requested_type', f.requestedType], ['usage', f.usage],
     ['uuid', f.uuid], ['label', f.label], ['partuuid', f.partuuid], ['partlabel', f.partlabel],
     ['loop', f.loop], ['backing_file', f.backingFile], ['bus', f.bus], ['udev ID_BUS', f.udevBus],
-    ['removable', f.removable], ['fstab', f.fstab], ['mountpoint', f.mountpoint],
+    ['removable', f.removable], ['fixed_disk', f.fixedDisk],
+    ['fstab', f.fstab], ['fstab_match', f.fstabMatch], ['mountpoint', f.mountpoint],
+    ['image_owner', f.imageOwner], ['image_mode', f.imageMode], ['image_root_only', f.imageRootOnly],
     ['user', f.user], ['group', f.groups], ['uhelper', f.uhelper], ['options', f.options],
     ['has_backend', f.hasBackend],
   ];

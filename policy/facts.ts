@@ -10,8 +10,10 @@
 import * as fs from 'node:fs';
 import { backendsForType } from '../lib/backends';
 import { blockInfo, probe, probeWithLibblkid, type ProbeResult } from './device';
-import { Accounts, canonical, findInFstab, parseFstab } from './etc';
-import type { Fact, Facts, MountRequest, SourceKind } from './types';
+import { Accounts, canonical, matchInFstab, parseFstab, type Identity } from './etc';
+import { fixedDisk } from './fixed-disk';
+import { devString, imageOwnership, loopBackingIdentity, modeString, type FileIdentity } from './image-owner';
+import type { Fact, Facts, FstabMatch, MountRequest, SourceKind } from './types';
 
 export type { MountRequest } from './types';
 export type { ProbeResult } from './device';
@@ -20,6 +22,8 @@ export interface SourceStat {
   kind: Exclude<SourceKind, 'missing'>;
   /** "major:minor" for block devices */
   device?: string;
+  /** the inode stat(2) saw, so the image's owner is read from that very file */
+  identity?: FileIdentity;
 }
 
 /** Where facts come from; tests point these at fixtures. */
@@ -39,9 +43,11 @@ export interface FactEnv {
   probe?: (path: string) => ProbeResult;
   /** how the replacement probe is named in fact sources */
   probeName?: string;
+  /** replaces LOOP_GET_STATUS64 on a loop device: the inode behind it, or null */
+  loopBacking?: (devPath: string, rdev: string) => FileIdentity | null;
 }
 
-const DEFAULT_ENV: Required<Omit<FactEnv, 'stat' | 'probe' | 'probeName'>> = {
+const DEFAULT_ENV: Required<Omit<FactEnv, 'stat' | 'probe' | 'probeName' | 'loopBacking'>> = {
   fstab: '/etc/fstab',
   sysfs: '/sys',
   udevData: '/run/udev/data',
@@ -68,7 +74,8 @@ export function statSource(p: string): SourceStat | null {
     const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
     return { kind: 'block', device: `${major}:${minor}` };
   }
-  return { kind: st.isFile() ? 'image' : 'other' };
+  if (!st.isFile()) return { kind: 'other' };
+  return { kind: 'image', identity: { device: devString(st.dev), inode: st.ino } };
 }
 
 export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
@@ -113,7 +120,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
   const backingFile = blk?.backingFile ?? null;
 
   const mountpoint = req.mountpoint === undefined ? null : canonical(req.mountpoint);
-  const fstab = fstabFact(env.fstab, {
+  const { fstab, fstabMatch } = fstabFacts(env.fstab, {
     source: given, path: real, backingFile,
     uuid: uuid.value, label: label.value, partuuid: partuuid.value, partlabel: partlabel.value,
   }, req.mountpoint ?? null);
@@ -139,6 +146,9 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
     removable: blk !== null ? fact(blk.removable, blk.removableSource) : fact(false, `${kind}: not a block device`),
     udevBus: blk !== null ? fact(blk.udevBus, blk.udevSource) : fact(null, `${kind}: not a block device`),
     fstab,
+    fstabMatch,
+    fixedDisk: fixedDiskFact(env.sysfs, kind, st?.device ?? null, blk?.loop ?? false),
+    ...imageFacts(env, accounts, kind, real, st, backingFile),
     mountpoint: fact(mountpoint, req.mountpoint === undefined ? 'not given' : 'caller (canonical)'),
     user: fact({ id: req.caller.uid, name: accounts.userName(req.caller.uid) }, `caller uid, name from ${env.passwd}`),
     groups: fact(accounts.groupNames([req.caller.gid, ...req.caller.groups.filter((g) => g !== req.caller.gid)]),
@@ -150,18 +160,66 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
   };
 }
 
-function fstabFact(file: string, id: Parameters<typeof findInFstab>[1], mountpoint: string | null): Facts['fstab'] {
+function fstabFacts(file: string, id: Identity, mountpoint: string | null): Pick<Facts, 'fstab' | 'fstabMatch'> {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    return { value: false, source: `${file}: unreadable (${(e as NodeJS.ErrnoException).code})`, line: null };
+    const why = `${file}: unreadable (${(e as NodeJS.ErrnoException).code})`;
+    return { fstab: { value: false, source: why, line: null }, fstabMatch: fact(null, why) };
   }
-  const hit = findInFstab(parseFstab(text), id, mountpoint);
-  if (hit === null) return { value: false, source: `${file}: no line names this ${mountpoint === null ? 'source' : 'source and mountpoint'}`, line: null };
+  const hit = matchInFstab(parseFstab(text), id, mountpoint);
+  if (hit === null) {
+    const why = `${file}: no line names this ${mountpoint === null ? 'source' : 'source and mountpoint'}`;
+    return { fstab: { value: false, source: why, line: null }, fstabMatch: fact(null, why) };
+  }
   return {
-    value: true,
-    source: `${file} line ${hit.line}${mountpoint === null ? ' (source only: no mountpoint given)' : ''}`,
-    line: hit.line,
+    fstab: {
+      value: true,
+      source: `${file} line ${hit.entry.line}${mountpoint === null ? ' (source only: no mountpoint given)' : ''}`,
+      line: hit.entry.line,
+    },
+    fstabMatch: fact<FstabMatch | null>(hit.how, `${file} line ${hit.entry.line}: ${hit.entry.spec}`),
+  };
+}
+
+/** Whether the source is a fixed internal disk: only block devices can be (policy/fixed-disk.ts). */
+function fixedDiskFact(sysfs: string, kind: SourceKind, device: string | null, loop: boolean): Fact<boolean> {
+  if (kind !== 'block' || device === null) return fact(false, kind === 'image' ? 'an image file is not a disk' : `${kind}: not a block device`);
+  if (loop) return fact(false, `sysfs ${sysfs}/dev/block/${device}: a loop device`);
+  const r = fixedDisk(sysfs, device);
+  return fact(r.fixed, r.why);
+}
+
+/**
+ * Owner and mode of the image behind the source: the file itself, or the
+ * file a loop device serves (proved by inode, policy/image-owner.ts).
+ */
+function imageFacts(env: FactEnv & typeof DEFAULT_ENV, accounts: Accounts, kind: SourceKind, real: string | null, st: SourceStat | null,
+  backingFile: string | null): Pick<Facts, 'imageOwner' | 'imageMode' | 'imageRootOnly'> {
+  let file: string;
+  let expected: FileIdentity | null;
+  let how: string;
+  if (kind === 'image' && real !== null) {
+    file = real;
+    expected = st?.identity ?? null;
+    how = 'stat(2) of the source';
+  } else if (kind === 'block' && backingFile !== null && real !== null && st?.device !== undefined) {
+    file = backingFile;
+    expected = (env.loopBacking ?? loopBackingIdentity)(real, st.device);
+    how = env.loopBacking !== undefined ? 'the test loop status' : 'LOOP_GET_STATUS64';
+    if (expected === null) {
+      const why = `cannot ask ${real} which file it serves (LOOP_GET_STATUS64)`;
+      return { imageOwner: fact(null, why), imageMode: fact(null, why), imageRootOnly: fact(false, why) };
+    }
+  } else {
+    const why = kind === 'block' ? 'not a loop device: no image file' : `${kind}: no image file`;
+    return { imageOwner: fact(null, why), imageMode: fact(null, why), imageRootOnly: fact(false, why) };
+  }
+  const o = imageOwnership(file, expected, how);
+  return {
+    imageOwner: fact(o.uid === null ? null : { id: o.uid, name: accounts.userName(o.uid) }, o.uid === null ? o.source : `${o.source}, name from ${env.passwd}`),
+    imageMode: fact(o.mode === null ? null : modeString(o.mode), o.source),
+    imageRootOnly: fact(o.rootOnly, o.why),
   };
 }

@@ -2,10 +2,11 @@
  * Loading the policy for a mount, and what happens when it cannot be loaded.
  *
  * Fail closed: the helper never mounts with a policy it could not fully
- * load. It then uses failClosedPolicy(): sources listed in /etc/fstab that
- * are not removable and not on a hot-pluggable bus go to the kernel driver
- * (what the system did before fusegate, for mounts the administrator wrote
- * down), everything else is denied with a reason naming the broken file.
+ * load. It then uses failClosedPolicy(): fixed internal disks listed in
+ * /etc/fstab, and images only root can write that fstab names by path, go to
+ * the kernel driver (what the system did before fusegate, for mounts the
+ * administrator wrote down); everything else is denied with a reason naming
+ * the broken file.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -110,9 +111,11 @@ function defaultCacheDir(): string | null {
 /**
  * The policy the helper uses when the real one is missing or invalid. Only
  * what the administrator listed in /etc/fstab still mounts, on the kernel
- * driver as it would without fusegate; removable and hot-plug media are
- * denied even then, because a USB stick can copy the UUID or label an fstab
- * line names.
+ * driver as it would without fusegate, and only where the content is the
+ * administrator's: a fixed internal disk, or an image only root can write
+ * named by its path. Removable and hot-plug media, loop devices and what is
+ * stacked on them are denied even then, because they can copy the UUID or
+ * label an fstab line names.
  */
 export function failClosedPolicy(reason: string, file = policyPath()): Policy {
   return {
@@ -122,16 +125,16 @@ export function failClosedPolicy(reason: string, file = policyPath()): Policy {
     failClosed: { reason },
     defaults: {
       ...BUILTIN_DEFAULTS,
-      reason: `the policy ${file} could not be loaded (${reason}); fusegate fails closed and only mounts fixed disks listed in /etc/fstab`,
+      reason: `the policy ${file} could not be loaded (${reason}); fusegate fails closed and only mounts fixed internal disks listed in /etc/fstab`,
       backends: {},
     },
     rules: [{
       name: 'fail-closed-fstab',
       line: 0,
-      match: [{ fstab: true }],
+      match: [{ fstab: true, fixed_disk: true }, { fstab: true, fstab_match: ['path'], image_root_only: true }],
       unless: [{ removable: true }, { bus: ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt'] }],
       action: 'kernel',
-      reason: `the policy ${file} could not be loaded (${reason}); this fixed disk is listed in /etc/fstab, so it goes to the kernel driver`,
+      reason: `the policy ${file} could not be loaded (${reason}); this fixed disk (or root-only image) is listed in /etc/fstab, so it goes to the kernel driver`,
     }],
   };
 }

@@ -55,6 +55,8 @@ export interface FactView {
   bools: Partial<Record<MatchKey, boolean>>;
   userId: string;
   userName: string | null;
+  imageOwnerId: string | null;
+  imageOwnerName: string | null;
   groupIds: string[];
   groupNames: string[];
   options: string[];
@@ -77,12 +79,16 @@ export function viewFacts(f: Facts): FactView {
     mountpoint: f.mountpoint.value,
     bus: f.bus.value,
     uhelper: f.uhelper.value,
+    fstab_match: f.fstabMatch.value,
+    image_mode: f.imageMode.value,
   };
   const bools: FactView['bools'] = {
     loop: f.loop.value,
     removable: f.removable.value,
     fstab: f.fstab.value,
     has_backend: f.hasBackend.value,
+    fixed_disk: f.fixedDisk.value,
+    image_root_only: f.imageRootOnly.value,
   };
   const shown = {} as Record<MatchKey, string>;
   for (const [k, v] of Object.entries(strings)) shown[k as MatchKey] = v === null || v === undefined ? '(none)' : String(v);
@@ -91,9 +97,12 @@ export function viewFacts(f: Facts): FactView {
   shown.user = u.name === null ? String(u.id) : `${u.id}(${u.name})`;
   shown.group = f.groups.value.map((g) => (g.name === null ? String(g.id) : `${g.id}(${g.name})`)).join(', ') || '(none)';
   shown.options = f.options.value.join(',') || '(none)';
+  const o = f.imageOwner.value;
+  shown.image_owner = o === null ? '(none)' : o.name === null ? String(o.id) : `${o.id}(${o.name})`;
   return {
     strings, bools,
     userId: String(u.id), userName: u.name,
+    imageOwnerId: o === null ? null : String(o.id), imageOwnerName: o?.name ?? null,
     groupIds, groupNames,
     options: f.options.value,
     shown,
@@ -125,6 +134,9 @@ function compileKey(key: MatchKey, value: boolean | Array<string | number>): Key
     case 'ids':
       if (key === 'user') {
         return { key, want: set.text, test: (v) => set.test(v.userId) || set.test(v.userName) };
+      }
+      if (key === 'image_owner') {
+        return { key, want: set.text, test: (v) => set.test(v.imageOwnerId) || set.test(v.imageOwnerName) };
       }
       return {
         key, want: set.text,

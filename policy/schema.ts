@@ -4,7 +4,7 @@
  * keeping the tables here means a new key cannot be accepted by one and
  * unknown to another.
  */
-import type { Action, Bus, Defaults, Fallback, MatchKey, OnRefused, SourceKind } from './types';
+import type { Action, Bus, Defaults, Fallback, FstabMatch, MatchKey, OnRefused, SourceKind } from './types';
 
 export const POLICY_VERSION = 1;
 export const DEFAULT_POLICY_PATH = '/etc/fusegate/policy.yaml';
@@ -17,6 +17,7 @@ export const BUSES: readonly Bus[] = [
   'nvme', 'ata', 'virtio', 'xen', 'scsi', 'virtual', 'unknown',
 ];
 export const KINDS: readonly SourceKind[] = ['block', 'image', 'other', 'missing'];
+export const FSTAB_MATCHES: readonly FstabMatch[] = ['path', 'uuid', 'label', 'partuuid', 'partlabel', 'id'];
 
 /**
  * How a match key's values are written and compared.
@@ -56,6 +57,11 @@ export const MATCH_KEYS: Readonly<Record<MatchKey, MatchKeySpec>> = {
   user: { kind: 'ids', about: 'calling user, by name or uid' },
   group: { kind: 'ids', about: 'calling user\'s primary or supplementary group, by name or gid' },
   options: { kind: 'options', about: 'requested mount options (any listed one requested)' },
+  fstab_match: { kind: 'enum', values: FSTAB_MATCHES, about: 'how the fstab line named the source (uuid, label, partuuid, partlabel: copied from the content, spoofable)' },
+  fixed_disk: { kind: 'bool', about: 'a fixed internal disk: not removable, hot-plug, Thunderbolt, loop or stacked on any of them' },
+  image_owner: { kind: 'ids', about: 'owner of the image file (or of the file behind a loop device), by name or uid' },
+  image_mode: { kind: 'glob', about: 'permission bits of the image file in octal, e.g. "0644"' },
+  image_root_only: { kind: 'bool', about: 'only root can write the image file (owner root, no group/other write, root-only directories)' },
 };
 
 export const TOP_KEYS = ['version', 'intercept', 'defaults', 'rules'] as const;

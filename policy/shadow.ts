@@ -57,14 +57,34 @@ export function findShadowed(rules: readonly Rule[]): Array<{ rule: Rule; by: Ru
 }
 
 const SPOOFABLE: readonly MatchKey[] = ['uuid', 'partuuid', 'label'];
-/** Keys that tie a condition to hardware or to the administrator's own fstab. */
-const PINNING: readonly MatchKey[] = ['removable', 'bus', 'fstab', 'kind', 'loop', 'source', 'backing_file'];
+/** fstab_match values that do not come from the content. */
+const NOT_FROM_CONTENT = ['path', 'id'];
+/** Buses only fixed hardware is on; virtual is not among them (loop devices are virtual). */
+const INTERNAL_BUSES = ['nvme', 'ata', 'scsi', 'virtio', 'xen'];
 
-/** Kernel rules where some alternative trusts a UUID/label without pinning the device. */
+/**
+ * Whether a condition ties the device to the administrator's own hardware
+ * or image: fixed_disk, a root-only image, a named node or backing file, or
+ * buses that only fixed disks are on. `fstab: true` does not: an fstab line
+ * that says LABEL= or UUID= matches whatever carries that label, and
+ * `removable: false` or an `unless` on hot-plug buses lets loop devices by.
+ */
+function pinned(c: Condition): boolean {
+  if (c.fixed_disk === true || c.image_root_only === true) return true;
+  if (c.source !== undefined || c.backing_file !== undefined) return true;
+  return Array.isArray(c.bus) && c.bus.length > 0 && c.bus.every((b) => INTERNAL_BUSES.includes(String(b)));
+}
+
+/** A condition that trusts something read from the content: a UUID or label, or an fstab line naming one. */
+function trustsContent(c: Condition): boolean {
+  if ((Object.keys(c) as MatchKey[]).some((k) => SPOOFABLE.includes(k))) return true;
+  if (c.fstab !== true) return false;
+  const how = c.fstab_match;
+  return !Array.isArray(how) || how.some((m) => !NOT_FROM_CONTENT.includes(String(m)));
+}
+
+/** Kernel rules where some alternative trusts a UUID/label (directly or through fstab) without pinning the device. */
 export function spoofableTrust(rules: readonly Rule[]): Rule[] {
-  const pinnedByUnless = (r: Rule): boolean => r.unless.some((c) => c.removable === true || c.bus !== undefined);
-  return rules.filter((r) => r.action === 'kernel' && !pinnedByUnless(r) && r.match.some((c) => {
-    const keys = Object.keys(c) as MatchKey[];
-    return keys.some((k) => SPOOFABLE.includes(k)) && !keys.some((k) => PINNING.includes(k));
-  }));
+  const pinnedByUnless = (r: Rule): boolean => r.unless.some((c) => Object.keys(c).length === 1 && c.fixed_disk === false);
+  return rules.filter((r) => r.action === 'kernel' && !pinnedByUnless(r) && r.match.some((c) => trustsContent(c) && !pinned(c)));
 }

@@ -4,7 +4,7 @@
  * 'synthetic' so an explanation built from them cannot pass for a real probe.
  */
 import { backendsForType } from '../lib/backends';
-import type { Bus, Facts, IdName, SourceKind } from './types';
+import type { Bus, Facts, FstabMatch, IdName, SourceKind } from './types';
 
 export interface SyntheticFacts {
   source?: string;
@@ -19,6 +19,13 @@ export interface SyntheticFacts {
   bus?: Bus;
   removable?: boolean;
   fstab?: boolean;
+  /** default: 'path' when fstab is true */
+  fstabMatch?: FstabMatch | null;
+  /** default: a block device, not loop, not removable, on an internal bus (nvme, ata, scsi, virtio, xen) */
+  fixedDisk?: boolean;
+  imageOwner?: IdName | null;
+  imageMode?: string | null;
+  imageRootOnly?: boolean;
   mountpoint?: string | null;
   user?: IdName;
   groups?: IdName[];
@@ -31,10 +38,14 @@ export function syntheticFacts(s: SyntheticFacts = {}): Facts {
   const options = s.options ?? [];
   const uhelper = [...options].reverse().find((o) => o.startsWith('uhelper='));
   const source = s.source ?? '/dev/sdb1';
+  const kind = s.kind ?? 'block';
+  const bus = s.bus ?? 'usb';
+  const fixedDisk = s.fixedDisk ?? (kind === 'block' && !(s.loop ?? false) && !(s.removable ?? false)
+    && (['nvme', 'ata', 'scsi', 'virtio', 'xen'] as Bus[]).includes(bus));
   return {
     source: f(source),
     path: f(source),
-    kind: f(s.kind ?? 'block'),
+    kind: f(kind),
     device: f(null),
     type: f(type),
     requestedType: f(s.requestedType ?? null),
@@ -45,10 +56,15 @@ export function syntheticFacts(s: SyntheticFacts = {}): Facts {
     partlabel: f(null),
     loop: f(s.loop ?? false),
     backingFile: f(s.backingFile ?? null),
-    bus: f(s.bus ?? 'usb'),
+    bus: f(bus),
     removable: f(s.removable ?? false),
     udevBus: f(null),
     fstab: { value: s.fstab ?? false, source: 'synthetic', line: null },
+    fstabMatch: f(s.fstabMatch !== undefined ? s.fstabMatch : s.fstab ? 'path' : null),
+    fixedDisk: f(fixedDisk),
+    imageOwner: f(s.imageOwner ?? null),
+    imageMode: f(s.imageMode ?? null),
+    imageRootOnly: f(s.imageRootOnly ?? false),
     mountpoint: f(s.mountpoint ?? null),
     user: f(s.user ?? { id: 1000, name: 'alice' }),
     groups: f(s.groups ?? [{ id: 1000, name: 'alice' }]),

@@ -20,6 +20,9 @@ export type Bus =
   | 'usb' | 'mmc' | 'memstick' | 'ieee1394' | 'thunderbolt'
   | 'nvme' | 'ata' | 'virtio' | 'xen' | 'scsi' | 'virtual' | 'unknown';
 
+/** How an fstab line named the source (policy/etc.ts). */
+export type FstabMatch = 'path' | 'uuid' | 'label' | 'partuuid' | 'partlabel' | 'id';
+
 export interface MountRequest {
   source: string;
   mountpoint?: string;
@@ -60,6 +63,24 @@ export interface Facts {
   /** the udev database's ID_BUS, kept for explain even when sysfs decided the bus */
   udevBus: Fact<string | null>;
   fstab: Fact<boolean> & { line: number | null };
+  /**
+   * how the fstab line named the source; null when no line did. uuid,
+   * label, partuuid and partlabel are read from the content and prove
+   * nothing about where the content came from.
+   */
+  fstabMatch: Fact<FstabMatch | null>;
+  /**
+   * the source is a fixed internal disk (or sits only on such disks):
+   * not removable, not on a hot-plug bus or behind a Thunderbolt/USB4 port,
+   * not a loop/nbd/ublk device nor stacked on one; never an image file
+   */
+  fixedDisk: Fact<boolean>;
+  /** owner of the image file (the source, or the file behind a loop device); null for other sources */
+  imageOwner: Fact<IdName | null>;
+  /** its permission bits in octal, e.g. "0644"; null for other sources */
+  imageMode: Fact<string | null>;
+  /** only root can write the image: owned by root, no group/other write, every directory above root's alone */
+  imageRootOnly: Fact<boolean>;
   mountpoint: Fact<string | null>;
   user: Fact<IdName>;
   /** primary group first, then supplementary groups */
@@ -80,7 +101,8 @@ export type OnRefused = 'deny' | 'strip';
 export type MatchKey =
   | 'type' | 'requested_type' | 'uuid' | 'partuuid' | 'label' | 'kind' | 'loop'
   | 'backing_file' | 'source' | 'mountpoint' | 'bus' | 'removable' | 'fstab'
-  | 'has_backend' | 'uhelper' | 'user' | 'group' | 'options';
+  | 'has_backend' | 'uhelper' | 'user' | 'group' | 'options'
+  | 'fstab_match' | 'fixed_disk' | 'image_owner' | 'image_mode' | 'image_root_only';
 
 /**
  * One condition: every key must hold (AND). Booleans for flag keys, lists for

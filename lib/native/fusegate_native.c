@@ -32,6 +32,8 @@
 #include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <sys/ioctl.h>
+#include <linux/loop.h>
 #include <spawn.h>
 #include <unistd.h>
 
@@ -825,6 +827,28 @@ static napi_value js_blkid_probe(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* ------------------------------------------------------------------ loop */
+
+/* loopBacking(fd): {device, inode} of the file behind the loop device open
+ * on fd, from LOOP_GET_STATUS64. device is the kernel's huge_encode_dev()
+ * form; both are returned as BigInt, decoded in TypeScript. The policy uses
+ * them to prove that the file it inspected by path is the one attached. */
+static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  if (arg_int(env, argv[0], &fd)) return NULL;
+  struct loop_info64 li;
+  memset(&li, 0, sizeof li);
+  if (ioctl(fd, LOOP_GET_STATUS64, &li) < 0) return throw_errno(env, errno, "ioctl(LOOP_GET_STATUS64)");
+  napi_value obj, device, inode;
+  napi_create_object(env, &obj);
+  napi_create_bigint_uint64(env, li.lo_device, &device);
+  napi_create_bigint_uint64(env, li.lo_inode, &inode);
+  napi_set_named_property(env, obj, "device", device);
+  napi_set_named_property(env, obj, "inode", inode);
+  return obj;
+}
+
 /* ------------------------------------------------------------------ execve */
 
 static char **string_array(napi_env env, napi_value arr) {
@@ -976,6 +1000,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("execve", js_execve),
       FN("exitNow", js_exit_now),
       FN("blkidProbe", js_blkid_probe),
+      FN("loopBacking", js_loop_backing),
       FN("spawn", js_spawn),
       FN("waitpid", js_waitpid),
       FN("libmountMount", js_libmount_mount),

@@ -66,6 +66,7 @@ interface NativeAddon {
   execve(file: string, argv: string[], envp: string[]): never;
   exitNow(code: number): never;
   blkidProbe(path: string): BlkidResult;
+  loopBacking(fd: number): { device: bigint; inode: bigint };
   spawn(file: string, argv: string[], envp: string[] | null): number;
   waitpid(pid: number): Promise<ExitStatus>;
   libmountMount(source: string, target: string, fstype: string, options: string | null, flags: number): Promise<LibmountResult>;
@@ -343,6 +344,21 @@ export function umount2(target: string, flags = 0): void {
 /** Probes what is on a device or image with libblkid, in-process. */
 export function blkidProbe(file: string): BlkidResult {
   return call(() => native().blkidProbe(file));
+}
+
+// --------------------------------------------------------------------- loop
+
+/**
+ * The file behind the loop device open on `fd`, as LOOP_GET_STATUS64 gives
+ * it: "major:minor" of the filesystem holding it, and its inode number.
+ */
+export function loopBacking(fd: number): { device: string; inode: bigint } {
+  const r = call(() => native().loopBacking(fd));
+  // huge_encode_dev(): minor bits 0-7 and 20-31, major bits 8-19.
+  const d = r.device;
+  const major = (d >> 8n) & 0xfffn;
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xfff00n);
+  return { device: `${major}:${minor}`, inode: r.inode };
 }
 
 // -------------------------------------------------------------------- spawn

@@ -5,7 +5,8 @@
  * - an ext4 loop device (untrusted by the default policy) is served by a
  *   fuse2fs@….service instance, read-only by default; after the
  *   administrator opts in to writing, data survives umount and remount;
- * - an fstab entry for a trusted image gets the kernel's ext4 driver;
+ * - an fstab entry naming a trusted image's loop device by path gets the
+ *   kernel's ext4 driver (root's image, in root-only directories);
  * - policy denials fail the mount with the policy's reason, in the journal;
  * - a service killed in the middle of a mount, or while serving, leaves no
  *   stale mount and no service instance;
@@ -68,7 +69,14 @@ describe.skipIf(e2eSkip())('sandboxed mounts on a real systemd', () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  const e2e = containerSuite(() => ({ projectDir: REPO, devices: Object.values(loops).map((l) => l!.path) }));
+  // The images are bound in at their host paths, read-only: the policy trusts
+  // the fstab-listed loop device only after inspecting the file behind it
+  // (root's, in root-only directories, the inode the loop device serves).
+  const e2e = containerSuite(() => ({
+    projectDir: REPO,
+    devices: Object.values(loops).map((l) => l!.path),
+    binds: [{ host: scratch, readOnly: true }],
+  }));
 
   beforeAll(async () => {
     const c = e2e.container;

@@ -64,7 +64,7 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     expect(r.out).toMatch(/^ {2}label +FGEXT4 +\[libblkid -p\]$/m);
     expect(r.out).toMatch(/^ {2}bus +virtual +\[sysfs \/sys\/devices\/virtual\/block\/loop\d+\]$/m);
     expect(r.out).toMatch(/^ {2}loop +true /m);
-    expect(r.out).toContain(`backing_file    ${ext4Img}`);
+    expect(r.out).toMatch(new RegExp(`^ {2}backing_file +${ext4Img} +\\[sysfs `, 'm'));
     expect(r.out).toMatch(/^ {2}MATCH {2}images-and-loop-devices/m);
     expect(r.out).toMatch(/^ {2}action +FUSE$/m);
     expect(r.out).toMatch(/^ {2}backends +fuse4fs \(read-write\), fuse2fs \(read-only\)$/m);
@@ -122,6 +122,19 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     const r = await explain([ext4Loop, '/srv/fg-img', '--json'], { fstab });
     const j = JSON.parse(r.out);
     expect(j.facts.fstab).toEqual({ value: true, source: `${fstab} line 1`, line: 1 });
+    // named by its path, and only root can write it: the administrator's own image
+    expect(j.facts.fstabMatch).toEqual({ value: 'path', source: `${fstab} line 1: ${ext4Img}` });
+    expect(j.facts.imageRootOnly.value).toBe(true);
+    expect(j.facts.fixedDisk.value).toBe(false);
     expect(j.decision).toMatchObject({ action: 'kernel', rule: 'fstab-fixed-disks' });
+  });
+
+  it('the same loop device matched by its LABEL= in fstab is sandboxed: the label is copied from the content', async () => {
+    const fstab = path.join(dir, 'fstab-label');
+    fs.writeFileSync(fstab, 'LABEL=FGEXT4 /srv/fg-img ext4 defaults 0 0\n');
+    const j = JSON.parse((await explain([ext4Loop, '/srv/fg-img', '--json'], { fstab })).out);
+    expect(j.facts.fstab.value).toBe(true);
+    expect(j.facts.fstabMatch.value).toBe('label');
+    expect(j.decision).toMatchObject({ action: 'fuse', rule: 'images-and-loop-devices' });
   });
 });

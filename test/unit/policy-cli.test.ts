@@ -85,7 +85,13 @@ describe('fusegate policy explain', () => {
     expect(r.out).toMatch(/^ {2}type +exfat +\[blkid -p\]$/m);
     expect(r.out).toMatch(/^ {2}kind +image +\[stat\(2\)\]$/m);
     expect(r.out).toMatch(/^ {2}bus +virtual +\[regular file: an image has no bus\]$/m);
-    expect(r.out).toMatch(/^ {2}no {5}fstab-fixed-disks \(line \d+\)\n {11}fstab: false does not match true$/m);
+    expect(r.out).toMatch(/^ {2}no {5}fstab-fixed-disks \(line \d+\)\n {11}match\[0\] fstab: false does not match true$/m);
+    // the trust facts, each with where it came from
+    expect(r.out).toMatch(/^ {2}fixed_disk +false +\[an image file is not a disk\]$/m);
+    expect(r.out).toMatch(/^ {2}fstab_match +\(none\) +\[.*fstab: no line names this source and mountpoint\]$/m);
+    expect(r.out).toMatch(/^ {2}image_owner +0\(root\) +\[fstat\(2\) of .*card\.img \(the inode stat\(2\) of the source reports\), name from \/etc\/passwd\]$/m);
+    expect(r.out).toMatch(/^ {2}image_mode +0644 +\[fstat\(2\) of .*card\.img/m);
+    expect(r.out).toMatch(/^ {2}image_root_only +true +\[fstat\(2\) of .*card\.img .*owner root, mode 0644, every directory above root's alone\]$/m);
     expect(r.out).toMatch(/^ {2}MATCH {2}images-and-loop-devices \(line \d+\)$/m);
     expect(r.out).toContain('(1 later rule not tried)');
     expect(r.out).toMatch(/^ {2}action +FUSE$/m);
@@ -112,7 +118,7 @@ describe('fusegate policy explain', () => {
     expect(r.out).toContain('the real policy could not be loaded, so the helper fails closed');
     expect(r.out).toContain(`${dir}/bad.yaml:4:13: error: action must be one of kernel, fuse, deny`);
     expect(r.out).toMatch(/^ {2}action +DENY$/m);
-    expect(r.out).toMatch(/fusegate fails closed and only mounts fixed disks listed in \/etc\/fstab/);
+    expect(r.out).toMatch(/fusegate fails closed and only mounts fixed internal disks listed in \/etc\/fstab/);
   });
 
   it.each([

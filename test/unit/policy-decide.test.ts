@@ -214,7 +214,15 @@ describe('the shipped default policy', () => {
 
   it.each<[string, SyntheticFacts, string, string, string[]?]>([
     ['fstab fixed ext4 disk', { bus: 'nvme', fstab: true, type: 'ext4', options: ['rw', 'suid'] }, 'kernel', 'fstab-fixed-disks', []],
-    ['fstab-listed loop device', { bus: 'virtual', loop: true, fstab: true, type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab fixed disk named by LABEL=', { bus: 'ata', fstab: true, fstabMatch: 'label', type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab fixed virtual disk (zram) named by UUID=', { bus: 'virtual', fixedDisk: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['loop device of a root-only image fstab names by path', { bus: 'virtual', loop: true, fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['loop device a user attached, matching fstab LABEL= (spoofed)', { bus: 'virtual', loop: true, fstab: true, fstabMatch: 'label', type: 'ext4' }, 'fuse', 'images-and-loop-devices', ['fuse4fs', 'fuse2fs']],
+    ['loop device of a root-only image matching fstab UUID= only', { bus: 'virtual', loop: true, fstab: true, fstabMatch: 'uuid', imageRootOnly: true, type: 'ext4' }, 'fuse', 'images-and-loop-devices'],
+    ['loop device of a user-writable image fstab names by path', { bus: 'virtual', loop: true, fstab: true, fstabMatch: 'path', imageRootOnly: false, type: 'ext4' }, 'fuse', 'images-and-loop-devices'],
+    ['root-only image file fstab names by path', { kind: 'image', bus: 'virtual', fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
+    ['dm device on a loop device matching fstab UUID=', { bus: 'virtual', fixedDisk: false, fstab: true, fstabMatch: 'uuid', type: 'ext4' }, 'fuse', 'unlisted-internal-disks'],
+    ['Thunderbolt NVMe matching fstab UUID=', { bus: 'thunderbolt', removable: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }, 'fuse', 'removable-media'],
     ['fstab-listed USB disk (UUID can be copied)', { ...usb, fstab: true, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
     ['USB stick, FAT', { ...usb, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
     ['USB hard disk (removable=0), ext4', { bus: 'usb', removable: false, type: 'ext4' }, 'fuse', 'removable-media', ['fuse4fs', 'fuse2fs']],
@@ -258,10 +266,23 @@ describe('fail-closed policy', () => {
     ['an fstab-listed removable disk', { bus: 'scsi', removable: true, fstab: true, type: 'ext4' }],
     ['an unlisted internal disk', { bus: 'nvme', type: 'ext4' }],
     ['an image file', { kind: 'image', bus: 'virtual', type: 'ext4' }],
+    ['a loop device matching an fstab LABEL= (spoofed)', { loop: true, bus: 'virtual', fstab: true, fstabMatch: 'label', type: 'ext4' }],
+    ['a loop device of a root-only image matching an fstab LABEL=', { loop: true, bus: 'virtual', fstab: true, fstabMatch: 'label', imageRootOnly: true, type: 'ext4' }],
+    ['a loop device of a user-writable image fstab names by path', { loop: true, bus: 'virtual', fstab: true, fstabMatch: 'path', type: 'ext4' }],
+    ['dm on a loop device matching an fstab UUID=', { bus: 'virtual', fixedDisk: false, fstab: true, fstabMatch: 'uuid', type: 'ext4' }],
+    ['a Thunderbolt NVMe disk fstab lists', { bus: 'thunderbolt', removable: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }],
   ])('denies %s, naming the broken policy', (_n, facts) => {
     const d = decide(p, f(facts));
     expect(d.action).toBe('deny');
     expect(d.reason).toMatch(/\/etc\/fusegate\/policy\.yaml could not be loaded \(cannot read the policy: ENOENT\); fusegate fails closed/);
+  });
+
+  it.each<[string, SyntheticFacts]>([
+    ['a fixed disk fstab names by LABEL=', { bus: 'nvme', fstab: true, fstabMatch: 'label', type: 'ext4' }],
+    ['a zram disk fstab names by UUID=', { bus: 'virtual', fixedDisk: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }],
+    ['a root-only image fstab names by path, on a loop device', { loop: true, bus: 'virtual', fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }],
+  ])('sends %s to the kernel driver', (_n, facts) => {
+    expect(decide(p, f(facts))).toMatchObject({ action: 'kernel', rule: 'fail-closed-fstab' });
   });
 
   it('is marked as fail-closed', () => {
