@@ -7,7 +7,7 @@
  * The hardening follows libfuse's reference service template, with these
  * differences, each for a reason:
  * - the adapter is Node, which MemoryDenyWriteExecute kills unless it runs
- *   --jitless (DESIGN.md §4); the adapter's work is a dozen messages;
+ *   --jitless (docs/platform.md §3); the adapter's work is a dozen messages;
  * - what one server needs beyond that (the whole of /proc for ntfs-3g, an
  *   exit status fusefat ends with) comes from its entry's `unit` quirks in
  *   the backends table, never from a test of its name here;

@@ -22,7 +22,7 @@ export type WriteSupport =
   /** the backend or filesystem cannot write at all */
   | 'none';
 
-/** How a server receives /dev/fuse and its device (DESIGN.md §4). */
+/** How a server receives /dev/fuse and its device (docs/platform.md §5). */
 export type FdDelivery =
   /**
    * libfuse 2 and ntfs-3g: they open /dev/fuse and call mount(2) themselves
@@ -172,7 +172,7 @@ export function backendsForType(fsType: string): Backend[] {
   return BACKENDS.filter((b) => b.types.some((t) => t.type === fsType));
 }
 
-/** Where backend sockets live (DESIGN.md §2); FUSEGATE_SOCKET_DIR overrides it for tests. */
+/** Where backend sockets live (docs/protocol.md §9); FUSEGATE_SOCKET_DIR overrides it for tests. */
 export function socketDir(): string {
   return process.env.FUSEGATE_SOCKET_DIR ?? '/run/filesystems';
 }

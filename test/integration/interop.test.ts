@@ -1,7 +1,7 @@
 /**
  * Interoperability both ways, against code that shares nothing with ours:
  * test/support/fake_helper.py plays libfuse's mount helper (client side,
- * written from DESIGN.md §2) against fusegate's adapter and a real fuse2fs;
+ * written from docs/protocol.md) against fusegate's adapter and a real fuse2fs;
  * the reverse direction (fusegate's helper against a protocol-exact fake
  * service) is test/integration/helper-sandbox.test.ts.
  */
