@@ -85,7 +85,7 @@ function resolvePackageDir(root: string, fromDir: string, name: string): string 
 /**
  * The package directories (relative to root) of the production dependency
  * closure. Optional dependencies that were not installed (dbus-next's
- * usocket, which does not build here: DESIGN.md §4) are left out, as Node
+ * usocket, which does not build here: docs/platform.md §3) are left out, as Node
  * leaves them out at run time.
  */
 export function runtimePackages(root: string): string[] {

@@ -1,7 +1,7 @@
 /**
  * The two questions `fusegate status` asks systemd over D-Bus: which
  * <backend>@*.service instances are running, and each one's main process
- * and memory. Plain method calls built as dbus-next Messages (DESIGN.md §4):
+ * and memory. Plain method calls built as dbus-next Messages (docs/platform.md §3):
  * no introspection round trips, no proxy objects.
  *
  * dbus-next is required inside the function, so only `fusegate status` ever

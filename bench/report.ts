@@ -5,7 +5,7 @@
  */
 import { type FullSummary, fmt, median, percentile, ratio } from './stats';
 
-/** DESIGN.md §4: libfuse's C helper and a socket-activated C server, measured by the design, not here. */
+/** docs/platform.md §2: libfuse's C helper and a socket-activated C server, measured by the design, not here. */
 export const C_REFERENCE_MS = 67;
 
 type S = FullSummary;
@@ -32,7 +32,7 @@ export function goals(r: Rec): Goal[] {
   if (lat) {
     const sb = lat.summaries.sandbox;
     out.push({
-      goal: `sandbox mount ≤ 2 × ${C_REFERENCE_MS} ms (C reference from DESIGN.md §4, not re-measured) = ${2 * C_REFERENCE_MS} ms`,
+      goal: `sandbox mount ≤ 2 × ${C_REFERENCE_MS} ms (C reference from docs/platform.md §2, not re-measured) = ${2 * C_REFERENCE_MS} ms`,
       measured: `p50 ${n1(sb?.p50)} ms, p95 ${n1(sb?.p95)} ms`,
       met: sb ? sb.p50 <= 2 * C_REFERENCE_MS : null,
     });
@@ -215,7 +215,7 @@ export function renderMarkdown(r: Rec): string {
       ),
     );
     out.push('');
-    out.push(`\\* ${C_REFERENCE_MS} ms is DESIGN.md §4's number for libfuse's C helper with a socket-activated C server; Debian 12 has no such helper, so it is not re-measured here.`);
+    out.push(`\\* ${C_REFERENCE_MS} ms is docs/platform.md §2's number for libfuse's C helper with a socket-activated C server; Debian 12 has no such helper, so it is not re-measured here.`);
     out.push('');
     out.push(
       'Where the sandboxed mount spends its time (helper FUSEGATE_TIMING marks, systemd unit timestamps, the adapter\'s journal entry; systemd stamps InactiveExit after it has forked the child, so part of the sandbox set-up falls in the third row):',

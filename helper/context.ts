@@ -3,7 +3,7 @@
  * it acts (as util-linux libmount's context): the command line, who called,
  * the pinned source and mountpoint, the facts, the policy and its decision.
  * Authorization is decided here, by the policy; the mechanisms in
- * kernel-mount.ts and service-session.ts only carry it out.
+ * kernel-mount.ts and helper-session.ts only carry it out.
  */
 import * as fs from 'node:fs';
 import { machineAvailability } from '../lib/availability';
@@ -37,14 +37,18 @@ export function callerOf(): Caller {
 }
 
 /**
- * Refuses callers who are not root. A privileged broker for ordinary users
- * is future work; until then an administrator mounts for them (fstab with
- * `user` goes through mount(8), which calls us as root).
+ * Refuses callers who are not root. An /etc/fstab line with `user` or
+ * `users` does not make us root: mount(8) is set-uid, but libmount drops to
+ * the caller's real uid before it execs a helper, so such a mount arrives
+ * here as the ordinary user and is refused. fstab `user` mounts are not
+ * supported yet; a privileged broker for ordinary users is future work.
+ * Until then udisks2 (which runs mount(8) as root) or an administrator
+ * mounts for them.
  */
 export function requireRoot(caller: Caller): void {
   if (caller.uid !== 0 || process.geteuid!() !== 0) {
     throw new FusegateError('only root may mount through fusegate for now', {
-      hint: 'ask an administrator to add an /etc/fstab line for this device, or to mount it with udisksctl',
+      hint: "/etc/fstab 'user' mounts are not supported yet (mount(8) runs helpers for them as you, not root); mount it with udisksctl, or ask an administrator to",
       exitCode: MountExit.USAGE,
     });
   }

@@ -1,5 +1,5 @@
 /**
- * The helper's side of one service-mount conversation (DESIGN.md §2),
+ * The helper's side of one service-mount conversation (docs/protocol.md §5),
  * wire-compatible with libfuse's fuservicemount3 but stricter where the
  * policy or safety asks for it.
  *

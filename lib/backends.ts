@@ -4,10 +4,13 @@
  * without risking data.
  *
  * The policy validates backend names against this table and forces read-only
- * where a backend's writes are not safe; the service adapter builds each
+ * where a backend's writes are not safe; the sandbox adapter builds each
  * server's command line from it; the unit generator makes one socket and one
  * template service per entry; `fusegate doctor` checks the binaries exist.
- * One table, so the four can never disagree.
+ * One table, so the four can never disagree: everything particular to one
+ * server (its arguments, how it gets its fds, what its unit must allow) is a
+ * field of its entry, and no other module tests a backend's name. Adding a
+ * backend is one entry here plus its tests.
  */
 
 /** How well a backend writes one filesystem type. */
@@ -19,7 +22,7 @@ export type WriteSupport =
   /** the backend or filesystem cannot write at all */
   | 'none';
 
-/** How a server receives /dev/fuse and its device (DESIGN.md §4). */
+/** How a server receives /dev/fuse and its device (docs/platform.md §5). */
 export type FdDelivery =
   /**
    * libfuse 2 and ntfs-3g: they open /dev/fuse and call mount(2) themselves
@@ -52,6 +55,22 @@ export interface ServerArgvContext {
   gid: number;
 }
 
+/**
+ * What one server's unit must allow beyond the common hardening, each for a
+ * reason the entry states. Absent fields mean the common unit suffices.
+ */
+export interface UnitQuirks {
+  /**
+   * The server reads system-wide /proc files at start-up, so its unit has
+   * ProcSubset=all instead of pid (other processes stay invisible:
+   * ProtectProc=invisible). The text says which files, for the comment the
+   * unit carries (`# <name> <why>.`).
+   */
+  fullProc?: { why: string };
+  /** Exit statuses systemd must count as success (SuccessExitStatus=). */
+  successExitStatus?: readonly number[];
+}
+
 export interface Backend {
   /** the name used in policies, unit names and /run/filesystems/<name> */
   name: string;
@@ -66,6 +85,8 @@ export interface Backend {
    * foreground (-f / no_detach), so it stays the service's main process.
    */
   argv?: (c: ServerArgvContext) => string[];
+  /** what its unit must allow beyond the common hardening (admin/units.ts) */
+  unit?: UnitQuirks;
 }
 
 const ro = (c: ServerArgvContext) => (c.readOnly ? 'ro,' : '');
@@ -107,6 +128,9 @@ export const BACKENDS: readonly Backend[] = [
     delivery: 'preload-devfuse',
     // fusefat writes only with rw+; its umask applies to files and directories alike.
     argv: (c) => ['-f', '-o', `${c.readOnly ? 'ro' : 'rw+'},uid=${c.uid},gid=${c.gid},umask=022`, c.source, c.mountpoint],
+    // fusefat exits 255 after every read-only mount ("write() error: Bad file
+    // descriptor" at unmount); without this every such instance ends "failed".
+    unit: { successExitStatus: [255] },
   },
   {
     name: 'exfat-fuse',
@@ -125,6 +149,8 @@ export const BACKENDS: readonly Backend[] = [
     // Its integrated FUSE opens /dev/fuse and calls mount(2) itself; the preload answers both.
     delivery: 'preload-devfuse',
     argv: (c) => ['-o', `${ro(c)}no_detach,uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
+    // Without /proc/filesystems ntfs-3g sleeps at start-up; it also reads /proc/mounts.
+    unit: { fullProc: { why: 'reads /proc/filesystems and /proc/mounts' } },
   },
   {
     name: 'squashfuse',
@@ -146,7 +172,7 @@ export function backendsForType(fsType: string): Backend[] {
   return BACKENDS.filter((b) => b.types.some((t) => t.type === fsType));
 }
 
-/** Where backend sockets live (DESIGN.md §2); FUSEGATE_SOCKET_DIR overrides it for tests. */
+/** Where backend sockets live (docs/protocol.md §9); FUSEGATE_SOCKET_DIR overrides it for tests. */
 export function socketDir(): string {
   return process.env.FUSEGATE_SOCKET_DIR ?? '/run/filesystems';
 }

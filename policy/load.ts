@@ -155,7 +155,7 @@ export function loadPolicyForMount(path?: string, opts: LoadOptions = {}): { pol
 /*
  * The cache of validated policies: loading the yaml package alone takes
  * ~40 ms on the target machines, more than the whole policy step may add to
- * a mount (DESIGN.md §4).
+ * a mount (docs/platform.md §2).
  *
  * An entry holds the exact policy text and a stamp of everything validation
  * depends on (format versions, the backends table, the validator's files);

@@ -1,6 +1,6 @@
 /**
  * The server side of one service-mount conversation, as libfuse's
- * fuse_service_* library speaks it (DESIGN.md §2), for servers that do not
+ * fuse_service_* library speaks it (docs/protocol.md §6), for servers that do not
  * speak it themselves. One obvious order:
  *
  *   hello()          SAFT → LAST

@@ -1,7 +1,7 @@
 /**
  * Structured logging to the systemd journal over its native protocol: one
  * datagram per entry to /run/systemd/journal/socket, made of `KEY=value\n`
- * fields (DESIGN.md §4). fusegate's own fields are upper-case and start with
+ * fields (docs/platform.md §3). fusegate's own fields are upper-case and start with
  * FUSEGATE_, so an administrator can ask
  * `journalctl SYSLOG_IDENTIFIER=fusegate FUSEGATE_RULE=usb-sandbox`.
  *

@@ -32,26 +32,18 @@ export interface ReceivedMessage {
   controlTruncated: boolean;
 }
 
-export interface PeerCredentials {
-  pid: number;
-  uid: number;
-  gid: number;
-}
-
+/**
+ * The addon's calls the product uses. It has a few more that only tests use
+ * (bind, listen, accept, socketpairs, SO_PEERCRED, setfsuid, reading
+ * O_CLOEXEC): test/support/native-extras.ts wraps those.
+ */
 interface NativeAddon {
   socketSeqpacket(): number;
-  socketpairSeqpacket(): [number, number];
   connect(fd: number, path: string): Promise<number>;
-  bind(fd: number, path: string): void;
-  listen(fd: number, backlog: number): void;
-  accept(fd: number, timeoutMs: number): Promise<number>;
   sendMsg(fd: number, data: Buffer, passFd: number, timeoutMs: number): Promise<number>;
   recvMsg(fd: number, capacity: number, timeoutMs: number): Promise<ReceivedMessage>;
-  peerCred(fd: number): PeerCredentials;
   sendDatagram(path: string, data: Buffer): number;
   memfdCreate(name: string, flags: number): number;
-  setfsuid(uid: number): number;
-  setfsgid(gid: number): number;
   openAs(path: string, flags: number, mode: number, fsuid: number, fsgid: number): number;
   cloexec(fd: number, set?: boolean): boolean;
   dup3(oldfd: number, newfd: number, flags: number): number;
@@ -152,26 +144,8 @@ export function socketSeqpacket(): number {
   return call(() => native().socketSeqpacket());
 }
 
-/** A connected pair of SOCK_SEQPACKET sockets, both O_CLOEXEC. */
-export function socketpairSeqpacket(): [number, number] {
-  return call(() => native().socketpairSeqpacket());
-}
-
 export async function connect(fd: number, socketPath: string): Promise<void> {
   await callAsync(() => native().connect(fd, socketPath));
-}
-
-export function bind(fd: number, socketPath: string): void {
-  call(() => native().bind(fd, socketPath));
-}
-
-export function listen(fd: number, backlog: number): void {
-  call(() => native().listen(fd, backlog));
-}
-
-/** Accepts one connection; the new fd has O_CLOEXEC. Rejects ETIMEDOUT. */
-export function accept(fd: number, timeoutMs: number = FOREVER): Promise<number> {
-  return callAsync(() => native().accept(fd, timeoutMs));
 }
 
 /**
@@ -193,11 +167,6 @@ export function receiveMessage(fd: number, capacity: number, timeoutMs: number =
   return callAsync(() => native().recvMsg(fd, capacity, timeoutMs));
 }
 
-/** Who is at the other end of a connected unix socket (SO_PEERCRED). */
-export function peerCredentials(fd: number): PeerCredentials {
-  return call(() => native().peerCred(fd));
-}
-
 /** One non-blocking datagram to a unix socket path ('@name' is abstract). */
 export function sendDatagram(socketPath: string, data: Buffer): number {
   return call(() => native().sendDatagram(socketPath, data));
@@ -206,20 +175,9 @@ export function sendDatagram(socketPath: string, data: Buffer): number {
 // ------------------------------------------------------------- fds and files
 
 export const MFD_CLOEXEC = 0x0001;
-export const MFD_ALLOW_SEALING = 0x0002;
 
 export function memfdCreate(name: string, flags: number = MFD_CLOEXEC): number {
   return call(() => native().memfdCreate(name, flags));
-}
-
-/** Sets this thread's filesystem uid; returns the previous one. */
-export function setfsuid(uid: number): number {
-  return native().setfsuid(uid);
-}
-
-/** Sets this thread's filesystem gid; returns the previous one. */
-export function setfsgid(gid: number): number {
-  return native().setfsgid(gid);
 }
 
 /**
@@ -228,10 +186,6 @@ export function setfsgid(gid: number): number {
  */
 export function openAs(file: string, flags: number, mode: number, ids: { uid: number; gid: number }): number {
   return call(() => native().openAs(file, flags, mode, ids.uid, ids.gid));
-}
-
-export function isCloexec(fd: number): boolean {
-  return call(() => native().cloexec(fd));
 }
 
 export function setCloexec(fd: number, on: boolean): void {
@@ -311,7 +265,6 @@ export const MS = {
   LAZYTIME: 1 << 25,
 } as const;
 
-export const MNT_FORCE = 1;
 export const MNT_DETACH = 2;
 export const UMOUNT_NOFOLLOW = 8;
 

@@ -1,5 +1,5 @@
 /**
- * Numbers of libfuse's service-mount protocol, version 1 (DESIGN.md §2).
+ * Numbers of libfuse's service-mount protocol, version 1 (docs/protocol.md §2).
  * Each magic is four ASCII bytes read as a big-endian u32, so a hex dump of a
  * message starts with its name.
  */

@@ -1,6 +1,6 @@
 /**
  * The messages of libfuse's service-mount protocol v1 and their exact byte
- * layout (DESIGN.md §2). Every integer is big-endian; every string ends with
+ * layout (docs/protocol.md §2). Every integer is big-endian; every string ends with
  * exactly one NUL at the last byte of the message.
  *
  * `encode` and `decode` are the only two places that know the layout.

@@ -382,7 +382,7 @@ function checkBootOptions(opts: BootOptions): void {
   }
   if (opts.projectDir !== undefined && !existsSync(opts.projectDir)) throw new Error(`no project dir ${opts.projectDir}`);
   if (opts.bindUdev && !existsSync('/run/udev/data')) {
-    throw new Error('bindUdev: no /run/udev/data on the host: a systemd-udevd must run there (DESIGN.md §5)');
+    throw new Error('bindUdev: no /run/udev/data on the host: a systemd-udevd must run there (docs/testing.md §5)');
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * End-to-end harness: a real systemd booted with systemd-nspawn over a cached
- * Debian bookworm root (DESIGN.md §5). This module is the entry point tests
+ * Debian bookworm root (docs/testing.md §5). This module is the entry point tests
  * import; it holds the availability check and re-exports the pieces:
  *
  *   rootfs.ts     build and cache the root (debootstrap, once per machine)

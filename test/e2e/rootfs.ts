@@ -84,7 +84,6 @@ const MASKED_UNITS: readonly string[] = [
 
 export const DEFAULT_CACHE_DIR = '/var/cache/fusegate-e2e';
 const STAMP = 'etc/fusegate-e2e-root.json';
-const FALLBACK_MIRROR = 'http://deb.debian.org/debian';
 
 export interface RootInfo {
   /** Directory to pass to systemd-nspawn -D. */
@@ -321,13 +320,15 @@ function appendLog(file: string, argv: readonly string[], output: string, t0: nu
 
 /**
  * The Debian mirror this host's apt uses for bookworm main, so the root is
- * built from the same place (machines here reach no other). Reads one-line
- * sources.list files and deb822 .sources files in apt's order.
+ * built from the same place (a machine may reach no other). Reads one-line
+ * sources.list files and deb822 .sources files in apt's order. There is no
+ * built-in fallback host: guessing a mirror the machine may not reach only
+ * turns a clear error into a slow network failure inside debootstrap.
  */
-export function aptMirror(): string {
+export function aptMirror(etcApt = '/etc/apt'): string {
   const fromEnv = process.env.FUSEGATE_E2E_MIRROR;
   if (fromEnv) return fromEnv;
-  for (const file of aptSourceFiles()) {
+  for (const file of aptSourceFiles(etcApt)) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
@@ -337,12 +338,14 @@ export function aptMirror(): string {
     const found = file.endsWith('.sources') ? mirrorFromDeb822(text) : mirrorFromOneLine(text);
     if (found) return found;
   }
-  return FALLBACK_MIRROR;
+  throw new Error(
+    `the e2e root needs an apt source for Debian ${SUITE} main and ${etcApt}/sources.list(.d) has none; set FUSEGATE_E2E_MIRROR to a Debian mirror URL this machine reaches`,
+  );
 }
 
-function aptSourceFiles(): string[] {
-  const files = ['/etc/apt/sources.list'];
-  const d = '/etc/apt/sources.list.d';
+function aptSourceFiles(etcApt: string): string[] {
+  const files = [join(etcApt, 'sources.list')];
+  const d = join(etcApt, 'sources.list.d');
   try {
     for (const f of readdirSync(d).sort()) {
       if (f.endsWith('.list') || f.endsWith('.sources')) files.push(join(d, f));

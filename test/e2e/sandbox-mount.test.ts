@@ -94,7 +94,7 @@ describe.skipIf(e2eSkip())('sandboxed mounts on a real systemd', () => {
     // A FUSE mount served by fuse2fs (fuse.fuse2fs, or fuseblk.fuse2fs should block devices become fuseblk mounts).
     expect(row).toMatchObject({ source: dev('data'), fstype: expect.stringMatching(/^fuse(blk)?\.fuse2fs$/) });
     // The safety default: Debian 12's fuse2fs cannot write the ext4 journal,
-    // so the default policy mounts it read-only (DESIGN.md §3).
+    // so the default policy mounts it read-only (docs/architecture.md §5).
     expect(row!.options).toContain('ro');
     expect(row!.options).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
     expect(await utabOptions(c, '/mnt/data')).toEqual(

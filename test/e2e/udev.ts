@@ -1,7 +1,7 @@
 /**
  * A systemd-udevd on the host, for the duration of a scenario that needs
  * udev data (udisks2 inside the container reads /run/udev, bound read-only;
- * DESIGN.md §5). The host's systemd is not PID 1, so nothing else runs one.
+ * docs/testing.md §5). The host's systemd is not PID 1, so nothing else runs one.
  *
  * udevd runs in the foreground as our child (its pid is ours to stop), only
  * for as long as the scenario needs it: while it runs it also handles other

@@ -1,7 +1,7 @@
 /**
  * Interoperability both ways, against code that shares nothing with ours:
  * test/support/fake_helper.py plays libfuse's mount helper (client side,
- * written from DESIGN.md §2) against fusegate's adapter and a real fuse2fs;
+ * written from docs/protocol.md) against fusegate's adapter and a real fuse2fs;
  * the reverse direction (fusegate's helper against a protocol-exact fake
  * service) is test/integration/helper-sandbox.test.ts.
  */
@@ -12,11 +12,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
 import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
+import { stageForUnprivileged } from '../support/unprivileged';
 
 const canRun = realDevicesOrFailInCI('interop tests');
 
 const ROOT = path.resolve(__dirname, '../..');
-const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const FAKE_HELPER = path.join(ROOT, 'test/support/fake_helper.py');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
@@ -38,7 +38,9 @@ describe.skipIf(!canRun)("a libfuse-style helper against fusegate's adapter", ()
     loop = attachLoop(img);
     mnt = path.join(dir, 'mnt');
     fs.mkdirSync(mnt);
-    activator = await startActivator(path.join(dir, 'fuse2fs.sock'), [SANDBOX, process.execPath, '--jitless', '--no-expose-wasm', ADAPTER, 'fuse2fs']);
+    // The adapter runs as uid 65534: a copy it can read even when the checkout is private.
+    const { adapter } = stageForUnprivileged();
+    activator = await startActivator(path.join(dir, 'fuse2fs.sock'), [SANDBOX, process.execPath, '--jitless', '--no-expose-wasm', adapter, 'fuse2fs']);
   });
   afterEach(() => unmountAll(mnt));
   afterAll(async () => {

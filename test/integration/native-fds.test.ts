@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as native from '../../lib/native';
 import { Channel, ProtocolError, encode } from '../../lib/protocol';
+import * as testNative from '../support/native-extras';
 import { attachLoop, realDevicesOrFailInCI, makeImage, openFds, releaseAll, tempDir } from '../support/devices';
 
 const canRun = realDevicesOrFailInCI('the addon tests');
@@ -41,7 +42,7 @@ describe.skipIf(!canRun)('native addon with real fds', () => {
 
   it('passes a block device, /dev/fuse and a memfd, each arriving O_CLOEXEC', async () => {
     const before = openFds();
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const sources = [
       fs.openSync(loopDev, 'r'),
       fs.openSync('/dev/fuse', 'r+'),
@@ -55,7 +56,7 @@ describe.skipIf(!canRun)('native addon with real fds', () => {
       const fd = got.fds[0]!;
       expect(fd).not.toBe(src);
       expect(sameFile(fd, src)).toBe(true);
-      expect(native.isCloexec(fd)).toBe(true);
+      expect(testNative.isCloexec(fd)).toBe(true);
       const st = fs.fstatSync(fd);
       kinds.push(st.isBlockDevice() ? 'block' : st.isCharacterDevice() ? 'char' : st.isFile() ? 'memfd' : 'other');
       fs.closeSync(fd);
@@ -66,7 +67,7 @@ describe.skipIf(!canRun)('native addon with real fds', () => {
   });
 
   it('reads and writes the memfd it received (argv travels this way)', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const mfd = native.memfdCreate('argv');
     fs.writeSync(mfd, 'hello', 0, 'utf8', 0);
     await native.sendMessage(a, Buffer.from('x'), mfd);
@@ -78,7 +79,7 @@ describe.skipIf(!canRun)('native addon with real fds', () => {
   });
 
   it('refuses a message carrying two fds and closes both', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const before = openFds();
     const code = await pythonPeer(
       a,
@@ -98,7 +99,7 @@ socket.send_fds(s, [bytes.fromhex('46494c450000000078' + '00')], [f1, f2])`,
   });
 
   it('sees MSG_CTRUNC when more fds arrive than it has room for, and leaks none', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const before = openFds();
     const code = await pythonPeer(
       a,
@@ -117,7 +118,7 @@ socket.send_fds(s, [b'FILE'], fds)`,
   });
 
   it('reports MSG_TRUNC for a message larger than the buffer', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     await native.sendMessage(a, Buffer.alloc(100, 1));
     const raw = await native.receiveMessage(b, 10, 5000);
     expect(raw.truncated).toBe(true);
@@ -127,7 +128,7 @@ socket.send_fds(s, [b'FILE'], fds)`,
   });
 
   it('times out a receive with ETIMEDOUT and reports a closed peer as 0 bytes', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const t0 = Date.now();
     const err = await native.receiveMessage(b, 16, 200).catch((e: unknown) => e);
     expect((err as native.SyscallError).code).toBe('ETIMEDOUT');
@@ -141,16 +142,16 @@ socket.send_fds(s, [b'FILE'], fds)`,
   it('names the connecting process in SO_PEERCRED', async () => {
     const sockPath = path.join(dir, 'listen.sock');
     const listener = native.socketSeqpacket();
-    native.bind(listener, sockPath);
-    native.listen(listener, 4);
+    testNative.bind(listener, sockPath);
+    testNative.listen(listener, 4);
     const child = spawn('python3', ['-c', `import socket,time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 s.connect(${JSON.stringify(sockPath)}); time.sleep(1)`], { stdio: 'ignore' });
-    const conn = await native.accept(listener, 5000);
-    const cred = native.peerCredentials(conn);
+    const conn = await testNative.accept(listener, 5000);
+    const cred = testNative.peerCredentials(conn);
     expect(cred.pid).toBe(child.pid);
     expect(cred.uid).toBe(process.getuid!());
-    expect(native.isCloexec(conn)).toBe(true);
+    expect(testNative.isCloexec(conn)).toBe(true);
     await new Promise((r) => child.on('exit', r));
     fs.closeSync(conn);
     fs.closeSync(listener);
@@ -169,14 +170,14 @@ s.connect(${JSON.stringify(sockPath)}); time.sleep(1)`], { stdio: 'ignore' });
     })();
     expect(err?.code).toBe('EACCES');
     const fd = native.openAs(file, fs.constants.O_RDONLY, 0, { uid: 0, gid: 0 });
-    expect(native.isCloexec(fd)).toBe(true);
+    expect(testNative.isCloexec(fd)).toBe(true);
     fs.closeSync(fd);
     // and the process is back to root's ids afterwards
-    expect(native.setfsuid(0)).toBe(0);
+    expect(testNative.setfsuid(0)).toBe(0);
   });
 
   it('refuses to send an empty message', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     const err = await native.sendMessage(a, Buffer.alloc(0)).catch((e: unknown) => e);
     expect((err as native.SyscallError).code).toBe('EINVAL');
     fs.closeSync(a);

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as native from '../../lib/native';
+import * as testNative from '../support/native-extras';
 import { main } from '../../policy/cli';
 import type { FactEnv } from '../../policy/facts';
 
@@ -81,7 +82,7 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
       expect(r.out).toMatch(/^ {2}on this machine +deny \(no backend for ext4 is installed \(tried fuse4fs, fuse2fs\)\)$/m);
       // fuse2fs listening (fuse4fs still absent): it serves, read-only, as the helper would mount it.
       const fd = native.socketSeqpacket();
-      native.bind(fd, path.join(sockets, 'fuse2fs'));
+      testNative.bind(fd, path.join(sockets, 'fuse2fs'));
       r = await explain([ext4Loop, '/mnt/fg-test']);
       fs.closeSync(fd);
       expect(r.out).toMatch(/^ {2}on this machine +fuse through fuse2fs, read-only$/m);

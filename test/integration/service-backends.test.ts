@@ -15,12 +15,12 @@ import { findBackend } from '../../lib/backends';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
 import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir, type MkfsType } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
+import { stageForUnprivileged } from '../support/unprivileged';
 
 const canRun = realDevicesOrFailInCI('service tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
-const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
 interface Case {
@@ -44,9 +44,12 @@ describe.skipIf(!canRun)('helper → adapter → real FUSE server, per backend',
   let sockets: string;
   let policy: string;
   let activator: Activator | undefined;
+  /** the adapter runs as uid 65534: a copy it can read even when the checkout is private */
+  let adapter: string;
 
   beforeAll(() => {
-    for (const f of [HELPER, ADAPTER]) if (!fs.existsSync(f)) throw new Error(`${f} missing: run 'npm run build'`);
+    if (!fs.existsSync(HELPER)) throw new Error(`${HELPER} missing: run 'npm run build'`);
+    adapter = stageForUnprivileged().adapter;
     dir = tempDir();
     sockets = path.join(dir, 'sockets');
     fs.mkdirSync(sockets);
@@ -109,7 +112,7 @@ rules:
         process.execPath,
         '--jitless',
         '--no-expose-wasm',
-        ADAPTER,
+        adapter,
         c.backend,
       ]);
 

@@ -11,8 +11,9 @@ import * as path from 'node:path';
 const attached: string[] = [];
 const tempDirs: string[] = [];
 
-export function tempDir(prefix = 'fusegate-test-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+/** A fresh directory (mode 0700) under `parent`, removed by releaseAll(). */
+export function tempDir(prefix = 'fusegate-test-', parent = os.tmpdir()): string {
+  const dir = fs.mkdtempSync(path.join(parent, prefix));
   tempDirs.push(dir);
   return dir;
 }

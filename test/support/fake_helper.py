@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """FAKE mount helper for fusegate's tests: the client side of libfuse's
-service-mount protocol v1, written straight from DESIGN.md section 2 with
+service-mount protocol v1, written straight from docs/protocol.md with
 struct.pack. It shares no code with fusegate's TypeScript, so a drift in the
 adapter shows up here.
 

@@ -3,7 +3,7 @@
 `systemd-socket-activate --seqpacket --accept` (connection on fd 3).
 
 It speaks the server side of libfuse's service-mount protocol v1 written
-straight from DESIGN.md section 2 with struct.pack -- it shares no code with
+straight from docs/protocol.md with struct.pack -- it shares no code with
 fusegate's TypeScript codec, so the two ends cannot drift together. It checks
 every message the helper sends, then (mode "ok") mounts and serves a tiny
 read-only FUSE filesystem (INIT, STATFS, GETATTR of the root) on the /dev/fuse
