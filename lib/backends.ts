@@ -161,6 +161,20 @@ export const BACKENDS: readonly Backend[] = [
     // libfuse 3 takes /dev/fd/N of the already mounted /dev/fuse as its mountpoint.
     argv: (c) => ['-f', c.source, '/dev/fd/3'],
   },
+  {
+    name: 'fuseiso',
+    debianPackage: 'fuseiso',
+    binary: '/usr/bin/fuseiso',
+    types: [{ type: 'iso9660', write: 'none', writeNote: 'ISO 9660 is a read-only filesystem' }],
+    // libfuse 2: it opens /dev/fuse and calls mount(2) itself; the preload
+    // answers both, and its realpath() and open() of the image.
+    delivery: 'preload-devfuse',
+    // -n: no ~/.mtab.fuseiso (there is no home). -c UTF-8: Joliet names are
+    // UCS-2 converted to the locale's charset, and the unit has no locale
+    // (ASCII would drop every non-ASCII letter). libfuse's -f goes after the
+    // image and mountpoint: fuseiso's own getopt stops at the first of them.
+    argv: (c) => ['-n', '-c', 'UTF-8', c.source, c.mountpoint, '-f'],
+  },
 ];
 
 export function findBackend(name: string): Backend | undefined {

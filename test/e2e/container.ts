@@ -62,6 +62,13 @@ export interface BootOptions {
   devices?: string[];
   /** Bind the host's /run/udev read-only (udisks2 needs it; a udevd must run on the host). */
   bindUdev?: boolean;
+  /**
+   * Share the host's network namespace instead of a private one. Only for
+   * udisks2 setting up loop devices itself (`udisksctl loop-setup`): it waits
+   * for the host udevd's netlink event about the new device, and netlink
+   * events stay in the namespace they were sent in.
+   */
+  hostNetwork?: boolean;
   binds?: Bind[];
   /** Give up waiting for `systemctl is-system-running --wait` after this long. */
   bootTimeoutMs?: number;
@@ -404,7 +411,7 @@ function nspawnArgv(name: string, root: string, journalDir: string, opts: BootOp
     // and it is gone with nspawn's mount namespace (about 80 ms; --ephemeral
     // copies the whole tree on ext4, about 830 ms).
     '--volatile=overlay',
-    '--private-network',
+    ...(opts.hostNetwork ? [] : ['--private-network']),
     // No pty: the console goes to our log file; the root masks the gettys.
     '--console=pipe',
     '--bind=/dev/fuse',

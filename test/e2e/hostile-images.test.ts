@@ -2,7 +2,8 @@
  * Hostile images: for every filesystem type fusegate sandboxes here, valid
  * images corrupted deterministically from 20 seeds (bytes flipped and
  * randomised in the superblock / boot sector and in the inode tables, FATs,
- * directories, MFT and squashfs tables; see images.ts corrupt()), each
+ * directories, MFT, squashfs tables, ISO 9660 volume descriptors, path
+ * tables and Rock Ridge / Joliet directory records; see images.ts corrupt()), each
  * mounted as a user would (`mount /dev/loopN /mnt/hostile`), listed and read
  * if it mounts, then unmounted.
  *
@@ -53,9 +54,10 @@ const BACKEND: Record<ImageType, string> = {
   exfat: 'exfat-fuse',
   ntfs: 'ntfs-3g',
   squashfs: 'squashfuse',
+  iso9660: 'fuseiso',
 };
-/** squashfs is not in the default policy's intercept list: ask for fusegate explicitly, as its docs say. */
-const MOUNT_ARGS: Record<ImageType, string[]> = { ext4: [], vfat: [], exfat: [], ntfs: [], squashfs: ['-t', 'fusegate'] };
+/** Extra mount(8) arguments per type: none, every type is intercepted by the default policy (squashfs and iso9660 since issue 18). */
+const MOUNT_ARGS: Record<ImageType, string[]> = { ext4: [], vfat: [], exfat: [], ntfs: [], squashfs: [], iso9660: [] };
 
 type Outcome =
   | 'refused by mount(8)'

@@ -10,7 +10,9 @@
  * corrupt() makes a hostile image from a valid one, deterministically from a
  * seed: bytes flipped or randomised in the superblock / boot sector and in
  * the metadata the driver parses next (inode tables, FATs, directories, the
- * MFT, squashfs tables), located by parsing the valid image (layoutOf()).
+ * MFT, squashfs tables, ISO 9660 volume descriptors, path tables and
+ * directory records with their Rock Ridge fields), located by parsing the
+ * valid image (layoutOf()).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -18,8 +20,8 @@ import { dirname, join } from 'node:path';
 import { CLEAN_ENV, mountsUnder, run, runOk, sleep } from './host';
 import { attachLoop, makeSparseFile } from './loop';
 
-export type ImageType = 'ext4' | 'vfat' | 'exfat' | 'ntfs' | 'squashfs';
-export const IMAGE_TYPES: readonly ImageType[] = ['ext4', 'vfat', 'exfat', 'ntfs', 'squashfs'];
+export type ImageType = 'ext4' | 'vfat' | 'exfat' | 'ntfs' | 'squashfs' | 'iso9660';
+export const IMAGE_TYPES: readonly ImageType[] = ['ext4', 'vfat', 'exfat', 'ntfs', 'squashfs', 'iso9660'];
 
 /** A small deterministic PRNG (mulberry32): the same seed gives the same bytes on every machine. */
 export function prng(seed: number): () => number {
@@ -55,8 +57,21 @@ export function sampleFiles(): Map<string, Buffer> {
   ]);
 }
 
-export function writeSampleTree(dir: string): void {
-  for (const [rel, data] of sampleFiles()) {
+/**
+ * What disc images hold on top of sampleFiles(): names outside ASCII, which
+ * Rock Ridge stores as bytes (UTF-8) and Joliet as UCS-2, in a directory
+ * whose name is not ASCII either.
+ */
+export function discFiles(): Map<string, Buffer> {
+  return new Map<string, Buffer>([
+    ...sampleFiles(),
+    ['Grüße aus Köln/日本語のファイル.txt', Buffer.from('ünïcødé inside, too: ✓\n')],
+    ['Ελληνικά.bin', randomBytes(3, 3000)],
+  ]);
+}
+
+export function writeSampleTree(dir: string, files = sampleFiles()): void {
+  for (const [rel, data] of files) {
     const p = join(dir, rel);
     mkdirSync(dirname(p), { recursive: true });
     writeFileSync(p, data);
@@ -93,6 +108,11 @@ export async function makeImage(type: ImageType, path: string, opts: MakeImageOp
       await runOk(['mksquashfs', tree, path, '-quiet', '-no-progress', '-noappend', '-all-root', ...plain], { timeoutMs: 60_000 });
       break;
     }
+    case 'iso9660':
+      // Joliet and Rock Ridge, as distribution images have them, with non-ASCII names too.
+      if (!opts.empty) writeSampleTree(tree, discFiles());
+      await runOk(['genisoimage', '-quiet', '-J', '-R', '-input-charset', 'utf-8', '-V', label, '-o', path, tree], { timeoutMs: 60_000 });
+      break;
     case 'vfat':
       makeSparseFile(path, size);
       await runOk(['mkfs.vfat', '-F', '16', '-n', label, path], { timeoutMs: 60_000 });
@@ -271,6 +291,8 @@ export async function layoutOf(type: ImageType, path: string): Promise<Layout> {
       return ntfsLayout(img);
     case 'squashfs':
       return squashfsLayout(img);
+    case 'iso9660':
+      return isoLayout(img);
   }
 }
 
@@ -421,6 +443,54 @@ function squashfsLayout(img: Buffer): Layout {
       ...(fragTable < bytesUsed ? [{ name: 'fragment table', offset: fragTable, length: 16 }] : []),
     ],
   };
+}
+
+const ISO_SECTOR = 2048;
+
+/**
+ * ISO 9660 (ECMA-119): the volume descriptors from sector 16 on (the primary
+ * one, Joliet's supplementary one, the terminator), and what a reader parses
+ * from them: the path tables, and the directory extents of the primary tree
+ * (whose records carry the Rock Ridge fields in their system use area) and of
+ * the Joliet tree (UCS-2 names), the root's and one level below.
+ */
+function isoLayout(img: Buffer): Layout {
+  const header: Region[] = [];
+  const metadata: Region[] = [];
+  const dirs = (extent: number, size: number, tree: string, depth: number) => {
+    const start = extent * ISO_SECTOR;
+    if (start <= 0 || start + size > img.length) return;
+    metadata.push({ name: `${tree} directory`, offset: start, length: Math.min(size, 4096) });
+    if (depth > 0) return;
+    for (let o = start; o < start + Math.min(size, ISO_SECTOR); ) {
+      const len = img[o]!;
+      if (len === 0) break;
+      const nameLen = img[o + 32]!;
+      const isDir = (img[o + 25]! & 0x02) !== 0;
+      const self = nameLen === 1 && (img[o + 33] === 0 || img[o + 33] === 1);
+      if (isDir && !self) dirs(img.readUInt32LE(o + 2), img.readUInt32LE(o + 10), tree, depth + 1);
+      o += len;
+    }
+  };
+  for (let s = 16; s < 32 && (s + 1) * ISO_SECTOR <= img.length; s++) {
+    const vd = s * ISO_SECTOR;
+    const type = img[vd]!;
+    if (img.toString('latin1', vd + 1, vd + 6) !== 'CD001') break;
+    const what = type === 1 ? 'primary' : type === 2 ? 'Joliet' : type === 255 ? 'terminator' : `type ${type}`;
+    // Up to the end of the root directory record: the sizes, path table
+    // locations, Joliet's escape sequences and the root record itself.
+    header.push({ name: `${what} volume descriptor`, offset: vd, length: type === 255 ? 7 : 190 });
+    if (type === 255) break;
+    if (type !== 1 && type !== 2) continue;
+    const ptSize = img.readUInt32LE(vd + 132);
+    for (const [field, le] of [[140, true], [148, false]] as const) {
+      const at = (le ? img.readUInt32LE(vd + field) : img.readUInt32BE(vd + field)) * ISO_SECTOR;
+      if (at > 0 && at + ptSize <= img.length) metadata.push({ name: `${what} ${le ? 'L' : 'M'} path table`, offset: at, length: Math.min(ptSize, 2048) });
+    }
+    dirs(img.readUInt32LE(vd + 156 + 2), img.readUInt32LE(vd + 156 + 10), what, 0);
+  }
+  if (header.length === 0) throw new Error('not an ISO 9660 image: no volume descriptor at sector 16');
+  return { type: 'iso9660', header, metadata };
 }
 
 let crcTable: Uint32Array | undefined;

@@ -53,13 +53,13 @@ export const DEBOOTSTRAP_PACKAGES: readonly string[] = [
 ];
 
 /**
- * Installed afterwards with apt inside the new root. fusefat and exfat-fuse
+ * Installed afterwards with apt inside the new root. fusefat, exfat-fuse and fuseiso
  * depend on the virtual package `fuse`; debootstrap's resolver does not know
  * virtual packages, pulls the real (libfuse 2) `fuse`, which fuse3 Breaks,
  * and then leaves it unconfigured while still exiting 0. apt resolves `fuse`
  * to fuse3, which provides it.
  */
-export const APT_PACKAGES: readonly string[] = ['fusefat', 'exfat-fuse'];
+export const APT_PACKAGES: readonly string[] = ['fusefat', 'exfat-fuse', 'fuseiso'];
 
 /**
  * Units masked in the root: ones that fail or wait in a container, and timers

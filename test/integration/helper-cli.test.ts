@@ -177,6 +177,38 @@ rules:
     expect(mountsAt(mnt)).toEqual([]);
   });
 
+  it('refuses a UDF loop device under the default policy, as mount.udf: no sandboxed driver', () => {
+    const udfDir = fs.mkdtempSync(path.join(dir, 'udf'));
+    const udfImg = path.join(udfDir, 'dvd.udf');
+    fs.writeFileSync(udfImg, '');
+    fs.truncateSync(udfImg, 8 * 1024 * 1024);
+    spawnSync('mkudffs', ['--label=FG_DVD', '--media-type=hd', udfImg], { stdio: 'ignore' });
+    const udf = attachLoop(udfImg);
+    const r = helper([udf, mnt], { argv0: 'mount.udf' });
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain(`${udf} on ${mnt} (udf): refused by rule 'no-sandbox-for-removable': fusegate has no sandboxed driver for this filesystem`);
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  it.each([
+    ['iso9660', 'fuseiso', (f: string, src: string) => spawnSync('genisoimage', ['-quiet', '-J', '-R', '-o', f, src])],
+    ['squashfs', 'squashfuse', (f: string, src: string) => spawnSync('mksquashfs', [src, f, '-quiet', '-noappend'])],
+  ])('sends a %s image file to the sandboxed %s under the default policy, run as mount.<type>', (type, backend, make) => {
+    // The backend counts as installed when its socket exists (a bound one will do for -f).
+    const socket = path.join(sockets, backend);
+    if (!fs.existsSync(socket)) {
+      expect(spawnSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).bind(sys.argv[1])', socket]).status).toBe(0);
+    }
+    const d = fs.mkdtempSync(path.join(dir, type));
+    fs.mkdirSync(path.join(d, 'content'));
+    fs.writeFileSync(path.join(d, 'content', 'x.txt'), 'x\n');
+    const file = path.join(d, `image.${type}`);
+    expect(make(file, path.join(d, 'content')).status).toBe(0);
+    const r = helper([file, mnt, '-f'], { argv0: `mount.${type}` });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`(${type}): sandboxed ${backend}, by rule 'images-and-loop-devices', read-only`);
+  });
+
   it('with -n leaves utab alone', () => {
     expect(helper([img, mnt, '-n'], { policy: 'imagesKernel' }).code).toBe(0);
     expect(mountsAt(mnt)).toHaveLength(1);

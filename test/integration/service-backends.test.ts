@@ -24,7 +24,7 @@ const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
 interface Case {
-  type: MkfsType | 'squashfs';
+  type: MkfsType | 'squashfs' | 'iso9660';
   backend: string;
   /** attach to a loop device (block path) or mount the image file (OPEN path) */
   via: 'loop' | 'file';
@@ -37,6 +37,19 @@ const CASES: Case[] = [
   { type: 'exfat', backend: 'exfat-fuse', via: 'loop', writable: true },
   { type: 'ntfs', backend: 'ntfs-3g', via: 'file', writable: true },
   { type: 'squashfs', backend: 'squashfuse', via: 'loop', writable: false },
+  { type: 'iso9660', backend: 'fuseiso', via: 'file', writable: false },
+  { type: 'iso9660', backend: 'fuseiso', via: 'loop', writable: false },
+];
+
+/**
+ * What the read-only images hold: Rock Ridge and Joliet names with letters
+ * outside ASCII (fuseiso converts Joliet's UCS-2 to the charset it is told;
+ * the unit has no locale), and a file larger than one FUSE read.
+ */
+const READ_ONLY_FILES: Array<[string, Buffer]> = [
+  ['seed.txt', Buffer.from('made for a read-only backend\n')],
+  ['Grüße aus Köln/日本語のファイル.txt', Buffer.from('ünïcødé inside, too: ✓\n')],
+  ['big.bin', Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251))],
 ];
 
 describe.skipIf(!canRun)('helper → adapter → real FUSE server, per backend', () => {
@@ -63,7 +76,7 @@ defaults:
   reason: not a test image
   allow_unsafe_write: true
   force_options: [nosuid, nodev]
-  backends: {ext4: [fuse2fs], vfat: [fusefat], exfat: [exfat-fuse], ntfs: [ntfs-3g], squashfs: [squashfuse]}
+  backends: {ext4: [fuse2fs], vfat: [fusefat], exfat: [exfat-fuse], ntfs: [ntfs-3g], squashfs: [squashfuse], iso9660: [fuseiso]}
 rules:
   - name: sandbox-test-images
     match: { has_backend: true }
@@ -84,12 +97,16 @@ rules:
   }
 
   function image(c: Case, caseDir: string): string {
-    if (c.type !== 'squashfs') return makeImage(caseDir, c.type, c.type === 'ntfs' ? 32 : 16, 'FGTEST');
+    if (c.type !== 'squashfs' && c.type !== 'iso9660') return makeImage(caseDir, c.type, c.type === 'ntfs' ? 32 : 16, 'FGTEST');
     const content = path.join(caseDir, 'content');
-    fs.mkdirSync(content);
-    fs.writeFileSync(path.join(content, 'seed.txt'), 'made by mksquashfs\n');
-    const img = path.join(caseDir, 'squashfs.img');
-    execFileSync('mksquashfs', [content, img, '-quiet', '-noappend'], { stdio: 'pipe' });
+    for (const [rel, data] of READ_ONLY_FILES) {
+      fs.mkdirSync(path.dirname(path.join(content, rel)), { recursive: true });
+      fs.writeFileSync(path.join(content, rel), data);
+    }
+    const img = path.join(caseDir, `${c.type}.img`);
+    if (c.type === 'squashfs') execFileSync('mksquashfs', [content, img, '-quiet', '-noappend'], { stdio: 'pipe' });
+    // -J -R: Joliet and Rock Ridge, as distribution images have them.
+    else execFileSync('genisoimage', ['-quiet', '-J', '-R', '-V', 'FGTEST', '-input-charset', 'utf-8', '-o', img, content], { stdio: 'pipe' });
     return img;
   }
 
@@ -144,7 +161,8 @@ rules:
           fs.mkdirSync(path.join(mnt, 'dir'));
           fs.writeFileSync(path.join(mnt, 'dir', 'written.txt'), `written through ${c.backend}\n`);
         } else {
-          expect(fs.readFileSync(path.join(mnt, 'seed.txt'), 'utf8')).toBe('made by mksquashfs\n');
+          for (const [rel, data] of READ_ONLY_FILES) expect(fs.readFileSync(path.join(mnt, rel)).equals(data), rel).toBe(true);
+          expect(fs.readdirSync(mnt).sort()).toEqual(['Grüße aus Köln', 'big.bin', 'seed.txt']);
           expect(() => fs.writeFileSync(path.join(mnt, 'x'), 'x')).toThrow(/EROFS|EACCES|EPERM/);
         }
 

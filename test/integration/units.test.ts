@@ -25,7 +25,7 @@ describe('generated systemd units', () => {
     const names = allUnits().map((u) => u.name);
     for (const b of adaptedBackends()) expect(names).toEqual(expect.arrayContaining([`${b.name}.socket`, `${b.name}@.service`]));
     expect(adaptedBackends().map((b) => b.name)).toEqual(
-      expect.arrayContaining(['fuse2fs', 'fusefat', 'exfat-fuse', 'ntfs-3g', 'squashfuse']),
+      expect.arrayContaining(['fuse2fs', 'fusefat', 'exfat-fuse', 'ntfs-3g', 'squashfuse', 'fuseiso']),
     );
   });
 

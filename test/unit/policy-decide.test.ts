@@ -212,6 +212,21 @@ describe('the shipped default policy', () => {
     expect(policy.intercept.some((t) => t.startsWith('fuse'))).toBe(false);
   });
 
+  it('intercepts disc images and optical media: iso9660, udf and squashfs', () => {
+    expect(policy.intercept).toEqual(expect.arrayContaining(['iso9660', 'udf', 'squashfs']));
+  });
+
+  it('refuses UDF from images and discs saying there is no sandboxed driver', () => {
+    const d = decide(policy, f({ loop: true, bus: 'virtual', type: 'udf' }));
+    expect(d.reason).toMatch(/no sandboxed driver for this filesystem/);
+  });
+
+  it('an ISO through fuseiso is read-only, whatever the caller asked', () => {
+    const d = resolveFallback(decide(policy, f({ kind: 'image', bus: 'virtual', type: 'iso9660', options: ['rw'] })), { backends: ['fuseiso'] });
+    expect(d).toMatchObject({ action: 'fuse', backend: 'fuseiso', readOnly: true, readOnlyWhy: 'ISO 9660 is a read-only filesystem' });
+    expect(d.finalOptions).toEqual(['nosuid', 'nodev', 'ro']);
+  });
+
   it.each<[string, SyntheticFacts, string, string, string[]?]>([
     ['fstab fixed ext4 disk', { bus: 'nvme', fstab: true, type: 'ext4', options: ['rw', 'suid'] }, 'kernel', 'fstab-fixed-disks', []],
     ['fstab fixed disk named by LABEL=', { bus: 'ata', fstab: true, fstabMatch: 'label', type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
@@ -233,6 +248,20 @@ describe('the shipped default policy', () => {
     ['image file, xfs', { kind: 'image', bus: 'virtual', type: 'xfs' }, 'deny', 'no-sandbox-for-removable'],
     ['unlisted internal NTFS', { bus: 'ata', type: 'ntfs' }, 'fuse', 'unlisted-internal-disks', ['ntfs-3g']],
     ['unlisted internal xfs', { bus: 'nvme', type: 'xfs' }, 'deny', 'default'],
+    // Disc images and optical media (issue 18).
+    ['downloaded .iso file', { kind: 'image', bus: 'virtual', type: 'iso9660' }, 'fuse', 'images-and-loop-devices', ['fuseiso']],
+    ['.iso on a loop device', { loop: true, bus: 'virtual', type: 'iso9660' }, 'fuse', 'images-and-loop-devices', ['fuseiso']],
+    ['squashfs image file', { kind: 'image', bus: 'virtual', type: 'squashfs' }, 'fuse', 'images-and-loop-devices', ['squashfuse']],
+    ['UDF image file', { kind: 'image', bus: 'virtual', type: 'udf' }, 'deny', 'no-sandbox-for-removable'],
+    ['UDF on a loop device', { loop: true, bus: 'virtual', type: 'udf' }, 'deny', 'no-sandbox-for-removable'],
+    ['CD in a SATA drive (/dev/sr0), ISO 9660', { source: '/dev/sr0', bus: 'ata', removable: true, type: 'iso9660' }, 'fuse', 'removable-media', ['fuseiso']],
+    ['CD in a USB drive, ISO 9660', { source: '/dev/sr0', bus: 'usb', removable: true, type: 'iso9660' }, 'fuse', 'removable-media', ['fuseiso']],
+    ['/dev/sr0 listed in fstab (Debian installer line), ISO 9660', { source: '/dev/sr0', bus: 'ata', removable: true, fstab: true, type: 'iso9660' }, 'fuse', 'removable-media', ['fuseiso']],
+    ['DVD in a SATA drive (/dev/sr0), UDF', { source: '/dev/sr0', bus: 'ata', removable: true, type: 'udf' }, 'deny', 'no-sandbox-for-removable'],
+    ['/dev/sr0 listed in fstab, UDF', { source: '/dev/sr0', bus: 'ata', removable: true, fstab: true, type: 'udf' }, 'deny', 'no-sandbox-for-removable'],
+    ['fstab fixed disk, ISO 9660', { bus: 'nvme', fstab: true, type: 'iso9660' }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab fixed disk, UDF', { bus: 'ata', fstab: true, type: 'udf' }, 'kernel', 'fstab-fixed-disks', []],
+    ['fstab fixed disk, squashfs', { bus: 'nvme', fstab: true, type: 'squashfs' }, 'kernel', 'fstab-fixed-disks', []],
   ])('%s → %s', (_name, facts, action, rule, backends) => {
     const d = decide(policy, f({ ...facts }));
     expect(d.action).toBe(action);
