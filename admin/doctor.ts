@@ -7,10 +7,12 @@
  * kernel, systemd, listening sockets) are skipped then.
  */
 import * as fs from 'node:fs';
+import { kernelListsFilesystem } from '../lib/availability';
 import { BACKENDS, type Backend } from '../lib/backends';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
 import type { Policy } from '../policy/types';
-import { processIo, type Io } from './cli-io';
+import { processIo, type Io } from '../lib/output';
 import { HELPER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
 import { systemdRunning } from './systemctl';
 import { adaptedBackends, allUnits } from './units';
@@ -149,9 +151,7 @@ class Doctor {
   }
 
   private fuseFilesystem(): void {
-    const text = readOrNull('/proc/filesystems') ?? '';
-    const has = text.split('\n').some((l) => l.split('\t').pop() === 'fuse');
-    if (has) this.add('ok', 'kernel', 'fuse is in /proc/filesystems');
+    if (kernelListsFilesystem('fuse')) this.add('ok', 'kernel', 'fuse is in /proc/filesystems');
     else this.add('FAIL', 'kernel', 'fuse is not in /proc/filesystems', 'load the module: modprobe fuse');
   }
 
@@ -307,7 +307,7 @@ class Doctor {
     let hint: string | undefined;
     const node = this.unitNode(serviceText);
     // The units are generated; one that differs is stale (an older fusegate) or edited by hand.
-    const expected = allUnits({ libDir: LIB_DIR, node: node ?? process.execPath, socketDir: '/run/filesystems' });
+    const expected = allUnits({ libDir: LIB_DIR, node: node ?? process.execPath, socketDir: BUILT_SOCKET_DIR });
     if (expected.find((u) => u.name === socketName)?.text !== socketText || expected.find((u) => u.name === `${b.name}@.service`)?.text !== serviceText) {
       status = 'warn';
       problems.push('differ from what this fusegate generates');

@@ -12,11 +12,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FusegateError } from '../lib/errors';
+import { requireRoot } from '../lib/root';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { VERSION } from '../lib/version';
 import { loadPolicy, PolicyError } from '../policy/load';
 import { programFiles, type FileGroup } from './install-program';
 import { readlinkOrNull, TreeWriter, type WriteResult } from './install-fs';
-import { processIo, type Io } from './cli-io';
+import { processIo, type Io } from '../lib/output';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
 import {
@@ -25,7 +27,7 @@ import {
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends } from './units';
 
-export type { Io } from './cli-io';
+export type { Io } from '../lib/output';
 
 /** Exit statuses of install and uninstall. */
 export const InstallExit = { OK: 0, USAGE: 1, FAILED: 2 } as const;
@@ -169,12 +171,10 @@ export function parseUninstallArgs(args: string[]): UninstallOptions | 'help' {
   return common === 'help' ? common : { ...common, purge };
 }
 
-function requireRoot(layout: Layout, dryRun: boolean, what: string): void {
-  if (layout.live && !dryRun && process.geteuid?.() !== 0) {
-    throw new FusegateError(`${what} needs root: it writes /usr, /etc and the systemd configuration`, {
-      hint: 'run it as root, or with --root DIR to build an install tree elsewhere',
-      exitCode: InstallExit.USAGE,
-    });
+/** A live install or uninstall (not --root, not --dry-run) writes the system's files: root only. */
+function requireRootFor(layout: Layout, dryRun: boolean, what: string): void {
+  if (layout.live && !dryRun) {
+    requireRoot(`${what} needs root: it writes /usr, /etc and the systemd configuration`, 'run it as root, or with --root DIR to build an install tree elsewhere');
   }
 }
 
@@ -340,7 +340,7 @@ class Installer {
   }
 
   private units(): void {
-    const units = allUnits({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath, socketDir: '/run/filesystems' });
+    const units = allUnits({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath, socketDir: BUILT_SOCKET_DIR });
     for (const b of adaptedBackends()) {
       const mine = units.filter((u) => u.name === `${b.name}.socket` || u.name === `${b.name}@.service`);
       const results: WriteResult[] = mine.map((u) => {
@@ -448,7 +448,7 @@ function restoreDiversion(w: TreeWriter, r: Report, d: Diversion, m: Manifest): 
 export function install(opts: InstallOptions, io: Io = processIo): number {
   const r = new Report(io, opts.dryRun);
   const layout = new Layout(opts.root);
-  requireRoot(layout, opts.dryRun, 'install');
+  requireRootFor(layout, opts.dryRun, 'install');
   if (!layout.live && !fs.existsSync(layout.root)) {
     throw new FusegateError(`--root ${layout.root} does not exist`, { hint: 'create it first', exitCode: InstallExit.USAGE });
   }
@@ -475,7 +475,7 @@ export function install(opts: InstallOptions, io: Io = processIo): number {
 export function uninstall(opts: UninstallOptions, io: Io = processIo): number {
   const r = new Report(io, opts.dryRun);
   const layout = new Layout(opts.root);
-  requireRoot(layout, opts.dryRun, 'uninstall');
+  requireRootFor(layout, opts.dryRun, 'uninstall');
   const w = new TreeWriter(layout, opts.dryRun);
   const m = readManifest(layout);
   if (m === null) {

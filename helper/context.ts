@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { machineAvailability } from '../lib/availability';
 import { findBackend, socketPath } from '../lib/backends';
-import { FusegateError, MountExit } from '../lib/errors';
+import { requireRoot as requireRootIds } from '../lib/root';
 import { decide, resolveFallback } from '../policy/decide';
 import { gatherFacts } from '../policy/facts';
 import { loadPolicyForMount, type PolicyError } from '../policy/load';
@@ -42,12 +42,11 @@ export function callerOf(): Caller {
  * `user` goes through mount(8), which calls us as root).
  */
 export function requireRoot(caller: Caller): void {
-  if (caller.uid !== 0 || process.geteuid!() !== 0) {
-    throw new FusegateError('only root may mount through fusegate for now', {
-      hint: 'ask an administrator to add an /etc/fstab line for this device, or to mount it with udisksctl',
-      exitCode: MountExit.USAGE,
-    });
-  }
+  requireRootIds(
+    'only root may mount through fusegate for now',
+    'ask an administrator to add an /etc/fstab line for this device, or to mount it with udisksctl',
+    { uid: caller.uid, euid: process.geteuid!() },
+  );
 }
 
 export function buildContext(args: HelperArgs, caller: Caller): MountContext {

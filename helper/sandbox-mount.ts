@@ -11,7 +11,7 @@ import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
-import { instanceForClient, instanceProcesses } from './service-instance';
+import { instanceForClient, instanceProcesses } from '../lib/instance';
 import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
 
 export interface SandboxOutcome {

@@ -12,10 +12,13 @@
  * updates utab) and then waits until the service instance's processes have
  * exited: when umount(8) returns, the server has finished writing.
  */
-import { FusegateError, MountExit } from '../lib/errors';
-import { readMountinfo } from '../lib/mountinfo';
+import { MountExit } from '../lib/errors';
+import { instanceOfMount, instanceProcesses } from '../lib/instance';
+import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { run } from '../lib/native';
-import { instanceProcesses } from './service-instance';
+import { writeOut } from '../lib/output';
+import { requireRoot } from '../lib/root';
+import { timeoutMs } from '../lib/timeouts';
 import * as fs from 'node:fs';
 
 export const UMOUNT_HELP = `Usage: umount.fusegate DIR [-flnrv] [-N NS] [-t TYPE]
@@ -39,24 +42,8 @@ Environment:
 Exit status: 0 unmounted and the server exited; umount(8)'s status if the
 unmount failed; 32 if the server was still running when the time ran out.`;
 
-const UTAB = '/run/mount/utab';
-
 function say(line: string): void {
-  process.stderr.write(`umount.fusegate: ${line}\n`);
-}
-
-/** x-fusegate.unit= of the utab entry for `target`, if the helper recorded one. */
-function recordedUnit(target: string): string | null {
-  try {
-    for (const line of fs.readFileSync(UTAB, 'utf8').split('\n')) {
-      if (!line.split(' ').includes(`TARGET=${target}`)) continue;
-      const m = /(?:^|[ ,=])x-fusegate\.unit=([^, ]+)/.exec(line);
-      if (m) return m[1]!;
-    }
-  } catch {
-    // no utab: nothing recorded
-  }
-  return null;
+  writeOut(2, `umount.fusegate: ${line}\n`);
 }
 
 function alive(pid: number): boolean {
@@ -71,7 +58,7 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') {
-      process.stdout.write(UMOUNT_HELP + '\n');
+      writeOut(1, UMOUNT_HELP + '\n');
       return MountExit.SUCCESS;
     }
     if (a === '-t') i++;
@@ -95,20 +82,22 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
     say('exactly one DIR is required');
     return MountExit.USAGE;
   }
-  if (process.getuid!() !== 0) throw new FusegateError('only root may unmount sandboxed mounts for now', { exitCode: MountExit.USAGE });
+  requireRoot('only root may unmount sandboxed mounts for now', undefined);
+  // Read before unmounting: a bad value is a usage error, not a surprise afterwards.
+  const timeoutS = timeoutMs('umountWait') / 1000;
   const target = positional[0]!;
-  if (!readMountinfo().some((m) => m.mountpoint === target)) {
+  const mount = mountAt(readMountinfo(), target);
+  if (mount === null) {
     say(`${target}: not mounted`);
     return MountExit.FAILURE;
   }
-  const unit = recordedUnit(target);
+  const unit = instanceOfMount(mount)?.unit ?? null;
   const servers = unit ? instanceProcesses(unit) : [];
 
   const status = await run(process.env.FUSEGATE_UMOUNT_BIN ?? '/bin/umount', ['umount', '-i', ...flags, target]);
   if (status.code !== 0) return status.signal ? MountExit.SYSTEM : status.code;
   if (lazy || servers.length === 0) return MountExit.SUCCESS;
 
-  const timeoutS = Number(process.env.FUSEGATE_TIMEOUT) > 0 ? Number(process.env.FUSEGATE_TIMEOUT) : 30;
   const until = Date.now() + timeoutS * 1000;
   const t0 = Date.now();
   while (servers.some(alive)) {
