@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { kernelListsFilesystem } from '../lib/availability';
+import { parseCommandLineOr, stringValue } from '../lib/cli-args';
 import { BACKENDS, type Backend } from '../lib/backends';
 import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
@@ -378,22 +379,14 @@ export function formatChecks(checks: Check[]): string {
 }
 
 export function main(args: string[], io: Io = processIo): number {
-  let root = '/';
-  let json = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '-h' || a === '--help') {
-      io.out(DOCTOR_HELP + '\n');
-      return 0;
-    }
-    if (a === '--json') json = true;
-    else if (a === '--root' && args[i + 1] !== undefined) root = args[++i]!;
-    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
-    else {
-      io.err(`fusegate: doctor: unknown argument '${a}'\nfusegate: see 'fusegate doctor --help'\n`);
-      return 1;
-    }
+  const p = parseCommandLineOr(io, 'doctor', args, { root: { type: 'string', valueName: 'a directory' }, json: { type: 'boolean' } });
+  if (typeof p === 'number') return p;
+  if (p === 'help') {
+    io.out(DOCTOR_HELP + '\n');
+    return 0;
   }
+  const root = stringValue(p.values, 'root') ?? '/';
+  const json = p.values.json === true;
   if (root === '' || !fs.existsSync(root)) {
     io.err(`fusegate: doctor: --root ${root} does not exist\n`);
     return 1;

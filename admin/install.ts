@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FusegateError } from '../lib/errors';
+import { parseCommandLine, stringValue, UsageError, type OptionSpec, type OptionValue } from '../lib/cli-args';
 import { requireRoot } from '../lib/root';
 import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { VERSION } from '../lib/version';
@@ -131,44 +132,32 @@ export interface UninstallOptions extends CommonOptions {
   purge: boolean;
 }
 
-class UsageError extends FusegateError {
-  constructor(message: string) {
-    super(message, { hint: "see 'fusegate install --help'", exitCode: InstallExit.USAGE });
-  }
-}
+const COMMON_OPTIONS: Record<string, OptionSpec> = {
+  root: { type: 'string', valueName: 'a directory' },
+  'dry-run': { type: 'boolean', short: 'n' },
+};
 
-function parseCommon(args: string[], extra: (arg: string) => boolean): CommonOptions | 'help' {
-  const o: CommonOptions = { root: '/', dryRun: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '-h' || a === '--help') return 'help';
-    if (a === '--dry-run' || a === '-n') o.dryRun = true;
-    else if (a === '--root') {
-      const v = args[++i];
-      if (v === undefined || v === '') throw new UsageError('--root needs a directory');
-      o.root = v;
-    } else if (a.startsWith('--root=')) o.root = a.slice('--root='.length);
-    else if (!extra(a)) throw new UsageError(`unknown argument '${a}'`);
-  }
-  if (o.root === '') throw new UsageError('--root needs a directory');
-  return o;
+/** install's and uninstall's command lines: the common options plus `extra`. */
+function parseCommon(args: string[], extra: Record<string, OptionSpec>): { common: CommonOptions; values: Record<string, OptionValue> } | 'help' {
+  const p = parseCommandLine(args, { options: { ...COMMON_OPTIONS, ...extra }, maxPositionals: 0, unknownWord: 'argument', hint: "see 'fusegate install --help'" });
+  if (p.help) return 'help';
+  const root = stringValue(p.values, 'root') ?? '/';
+  if (root === '') throw new UsageError('--root needs a directory', "see 'fusegate install --help'");
+  return { common: { root, dryRun: p.values['dry-run'] === true }, values: p.values };
 }
 
 export function parseInstallArgs(args: string[]): InstallOptions | 'help' {
-  let takeOver: boolean | string[] = false;
-  const common = parseCommon(args, (a) => {
-    if (a === '--take-over') takeOver = true;
-    else if (a.startsWith('--take-over=')) takeOver = a.slice('--take-over='.length).split(',').filter((t) => t !== '');
-    else return false;
-    return true;
-  });
-  return common === 'help' ? common : { ...common, takeOver };
+  const p = parseCommon(args, { 'take-over': { type: 'boolean', optionalValue: true } });
+  if (p === 'help') return p;
+  const t = p.values['take-over'];
+  // --take-over: every type; --take-over=TYPE,...: those types
+  const takeOver = typeof t === 'string' ? t.split(',').filter((x) => x !== '') : t === true;
+  return { ...p.common, takeOver };
 }
 
 export function parseUninstallArgs(args: string[]): UninstallOptions | 'help' {
-  let purge = false;
-  const common = parseCommon(args, (a) => (a === '--purge' ? (purge = true) : false));
-  return common === 'help' ? common : { ...common, purge };
+  const p = parseCommon(args, { purge: { type: 'boolean' } });
+  return p === 'help' ? p : { ...p.common, purge: p.values.purge === true };
 }
 
 /** A live install or uninstall (not --root, not --dry-run) writes the system's files: root only. */

@@ -10,6 +10,7 @@
  */
 import * as fs from 'node:fs';
 import { BACKENDS } from '../lib/backends';
+import { parseCommandLineOr } from '../lib/cli-args';
 import { instanceProcesses, instancesServing, type Candidate } from '../lib/instance';
 import { readUtab, type UtabEntry } from '../lib/utab';
 import { sandboxedMounts, type SandboxedMount } from './mounts';
@@ -143,18 +144,13 @@ export function formatTable(rows: StatusRow[]): string {
 }
 
 export async function main(args: string[], io: Io = processIo, src: StatusSources = {}): Promise<number> {
-  let json = false;
-  for (const a of args) {
-    if (a === '-h' || a === '--help') {
-      io.out(STATUS_HELP + '\n');
-      return 0;
-    }
-    if (a === '--json') json = true;
-    else {
-      io.err(`fusegate: status: unknown argument '${a}'\nfusegate: see 'fusegate status --help'\n`);
-      return 1;
-    }
+  const p = parseCommandLineOr(io, 'status', args, { json: { type: 'boolean' } });
+  if (typeof p === 'number') return p;
+  if (p === 'help') {
+    io.out(STATUS_HELP + '\n');
+    return 0;
   }
+  const json = p.values.json === true;
   const report = await collectStatus(src);
   if (json) {
     io.out(JSON.stringify(report, null, 2) + '\n');

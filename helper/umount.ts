@@ -20,6 +20,7 @@ import { writeOut } from '../lib/output';
 import { requireRoot } from '../lib/root';
 import { timeoutMs } from '../lib/timeouts';
 import * as fs from 'node:fs';
+import { helperWords, UsageError, type HelperWord } from './args';
 
 export const UMOUNT_HELP = `Usage: umount.fusegate DIR [-flnrv] [-N NS] [-t TYPE]
 
@@ -55,28 +56,33 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   const flags: string[] = [];
   let verbose = false;
   let lazy = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h' || a === '--help') {
+  let words: HelperWord[];
+  try {
+    words = helperWords(argv, 'flnrv', 'tN', false);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    say(`${e.message}; see 'umount.fusegate --help'`);
+    return MountExit.USAGE;
+  }
+  for (const w of words) {
+    if (w.kind === 'help') {
       writeOut(1, UMOUNT_HELP + '\n');
       return MountExit.SUCCESS;
     }
-    if (a === '-t') i++;
-    else if (a === '-N') {
-      say('-N is not supported: run umount(8) with -N');
-      return MountExit.USAGE;
-    } else if (/^-[flnrv]+$/.test(a)) {
-      for (const c of a.slice(1)) {
-        if (c === 'v') verbose = true;
-        else {
-          if (c === 'l') lazy = true;
-          flags.push(`-${c}`);
-        }
+    if (w.kind === 'positional') positional.push(w.value);
+    else if (w.kind === 'value') {
+      // -t is ignored: umount(8) found us by the type already.
+      if (w.letter === 'N') {
+        say('-N is not supported: run umount(8) with -N');
+        return MountExit.USAGE;
       }
-    } else if (a.startsWith('-')) {
-      say(`unknown option ${a}; see 'umount.fusegate --help'`);
-      return MountExit.USAGE;
-    } else positional.push(a);
+    } else if (w.kind === 'flag') {
+      if (w.letter === 'v') verbose = true;
+      else {
+        if (w.letter === 'l') lazy = true;
+        flags.push(`-${w.letter}`);
+      }
+    }
   }
   if (positional.length !== 1) {
     say('exactly one DIR is required');
