@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import { kernelListsFilesystem } from '../lib/availability';
 import { parseCommandLineOr, stringValue } from '../lib/cli-args';
 import { BACKENDS, type Backend } from '../lib/backends';
+import { lstatOrNull, readOrNull, statOrNull } from '../lib/fs-or-null';
 import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
 import type { Policy } from '../policy/types';
@@ -60,30 +61,6 @@ const FUSE_MINOR = 229;
 const MIN_NODE_MAJOR = 20;
 /** The units' ExecStart runs this (admin/units.ts). */
 const ADAPTER_START = `${LIB_DIR}/dist/sandbox/adapter-start.js`;
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function readOrNull(p: string): string | null {
-  try {
-    return fs.readFileSync(p, 'utf8');
-  } catch {
-    return null;
-  }
-}
 
 function executable(st: fs.Stats | null): boolean {
   return st !== null && st.isFile() && (st.mode & 0o111) !== 0;

@@ -5,8 +5,8 @@
  * /run/mount/utab adds what the helper recorded there (x-fusegate.rule=,
  * uhelper=). Both readers take file paths so tests can feed synthetic tables.
  */
-import * as fs from 'node:fs';
 import { backendOfType } from '../lib/backends';
+import { readOrNull } from '../lib/fs-or-null';
 import { MOUNTINFO, parseMountinfo, unescapeOctal, type MountinfoEntry } from '../lib/mountinfo';
 import { optionValue, parseUtab, readUtab, utabEntryOf, UTAB, type UtabEntry } from '../lib/utab';
 
@@ -28,19 +28,11 @@ export interface SandboxedMount {
   readOnly: boolean;
 }
 
-function readOrEmpty(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
 /** Active sandboxed mounts, each with what its utab entry (lib/utab.ts utabEntryOf) adds. */
 export function sandboxedMounts(paths: { mountinfo?: string; utab?: string | readonly UtabEntry[] } = {}): SandboxedMount[] {
   const utab = typeof paths.utab === 'object' ? paths.utab : readUtab(paths.utab);
   const out: SandboxedMount[] = [];
-  for (const m of parseMountinfo(readOrEmpty(paths.mountinfo ?? MOUNTINFO))) {
+  for (const m of parseMountinfo(readOrNull(paths.mountinfo ?? MOUNTINFO) ?? '')) {
     const backend = backendOfType(m.fsType);
     if (backend === null) continue;
     const u = utabEntryOf(utab, m);

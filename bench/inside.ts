@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { findBackend } from '../lib/backends';
+import { readOrNull } from '../lib/fs-or-null';
 import { backendInstances, instanceCgroup, instanceOfMount, instanceProcesses, systemSlice } from '../lib/instance';
 import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { serviceUnit } from '../admin/units';
@@ -62,13 +63,7 @@ function isMounted(mnt: string): boolean {
   }
 }
 
-function readText(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
+const readText = readOrNull;
 
 function pids(): number[] {
   return fs

@@ -21,6 +21,7 @@
  */
 import * as fs from 'node:fs';
 import { backendOfType } from './backends';
+import { readlinkOrNull, statOrNull } from './fs-or-null';
 import type { MountinfoEntry } from './mountinfo';
 import { readUtab, optionValue, utabEntryOf, type UtabEntry } from './utab';
 
@@ -136,22 +137,6 @@ function cgroupCandidates(backend: string): Candidate[] {
 /** A file's identity, comparable across paths: the device for block devices, the inode otherwise. */
 function identity(st: fs.Stats): string {
   return st.isBlockDevice() ? `blk:${st.rdev}` : `ino:${st.dev}:${st.ino}`;
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function readlinkOrNull(p: string): string | null {
-  try {
-    return fs.readlinkSync(p);
-  } catch {
-    return null; // gone, or not ours to read
-  }
 }
 
 /**

@@ -7,7 +7,7 @@
  * A line is space-separated KEY=VALUE pairs (ID=, SRC=, TARGET=, ROOT=,
  * OPTS=…), each value escaped as mountinfo escapes (\040 for a space).
  */
-import * as fs from 'node:fs';
+import { readOrNull } from './fs-or-null';
 import { unescapeOctal } from './mountinfo';
 
 export const UTAB = '/run/mount/utab';
@@ -42,11 +42,7 @@ export function parseUtab(text: string): UtabEntry[] {
 
 /** utab's entries; none when it does not exist (nothing was recorded yet). */
 export function readUtab(file = UTAB): UtabEntry[] {
-  try {
-    return parseUtab(fs.readFileSync(file, 'utf8'));
-  } catch {
-    return [];
-  }
+  return parseUtab(readOrNull(file) ?? '');
 }
 
 /** The value of `key=` among mount options, or null. */

@@ -16,19 +16,7 @@ import * as fs from 'node:fs';
 import { msFlagsOf } from '../lib/mount-flags';
 import { TIMEOUTS } from '../lib/timeouts';
 import { ERRNO } from '../lib/errno';
-import {
-  Channel,
-  FILE_ARGV,
-  FILE_FUSEDEV,
-  FSOPEN_FLAGS,
-  HELLO_FLAGS,
-  PROTOCOL_VERSION,
-  ProtocolError,
-  REQUEST_FLAGS,
-  S_IFDIR,
-  readArgvFd,
-  type Message,
-} from '../lib/protocol';
+import { Channel, FILE_ARGV, FILE_FUSEDEV, FSOPEN_FLAGS, HELLO_FLAGS, PROTOCOL_VERSION, ProtocolError, REQUEST_FLAGS, S_IFDIR, readArgvFd, type Message } from '../lib/protocol';
 
 /** How long one message may take before the adapter gives up (lib/timeouts.ts). */
 const STEP_TIMEOUT_MS = TIMEOUTS.adapterStep.defaultMs;
