@@ -17,6 +17,8 @@
  */
 import * as path from 'node:path';
 import { FusegateError, MountExit } from '../lib/errors';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
+import { TIMEOUTS } from '../lib/timeouts';
 
 export interface HelperArgs {
   source: string;
@@ -80,8 +82,8 @@ Exit status (as mount(8)):
 
 Environment:
   FUSEGATE_POLICY       policy file to use instead of /etc/fusegate/policy.yaml
-  FUSEGATE_SOCKET_DIR   where backend sockets live instead of /run/filesystems
-  FUSEGATE_TIMEOUT      seconds the whole mount may take (default 30)
+  FUSEGATE_SOCKET_DIR   where backend sockets live instead of ${BUILT_SOCKET_DIR}
+  FUSEGATE_TIMEOUT      seconds the whole mount may take (default ${TIMEOUTS.mount.defaultMs / 1000})
   FUSEGATE_FSTAB        fstab to consult instead of /etc/fstab (tests)
   These are honoured only because the caller must be root.
 

@@ -18,7 +18,7 @@ import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { run } from '../lib/native';
 import { writeOut } from '../lib/output';
 import { requireRoot } from '../lib/root';
-import { timeoutMs } from '../lib/timeouts';
+import { timeoutMs, TIMEOUTS } from '../lib/timeouts';
 import * as fs from 'node:fs';
 import { helperWords, UsageError, type HelperWord } from './args';
 
@@ -38,7 +38,7 @@ Options (as umount(8) passes them):
   -t   ignored
 
 Environment:
-  FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default 30)
+  FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default ${TIMEOUTS.umountWait.defaultMs / 1000})
 
 Exit status: 0 unmounted and the server exited; umount(8)'s status if the
 unmount failed; 32 if the server was still running when the time ran out.`;

@@ -52,17 +52,20 @@ export function optionValue(options: readonly string[], key: string): string | n
 }
 
 /**
- * The utab entry of one mount, matched as umount(8) matches them: by mount
- * ID where libmount wrote one, else by target and source (the helper records
- * its entry with `mount -f`, which knows no ID). The last such entry wins:
- * it is the most recent record for a mountpoint mounted over again.
+ * The utab entry of one mount: by mount ID where libmount wrote one (as
+ * libmount itself matches), else by target and source (the helper records
+ * its entry with `mount -f`, which knows no ID), else by target alone. The
+ * last such entry wins: it is the most recent record for a mountpoint
+ * mounted over again.
  */
 export function utabEntryOf(utab: readonly UtabEntry[], mount: { id: number; mountpoint: string; source: string }): UtabEntry | undefined {
   const byId = utab.find((e) => e.id === mount.id);
   if (byId !== undefined) return byId;
-  for (let i = utab.length - 1; i >= 0; i--) {
-    const e = utab[i]!;
-    if (e.target === mount.mountpoint && e.source === mount.source) return e;
-  }
-  return undefined;
+  const latest = (match: (e: UtabEntry) => boolean): UtabEntry | undefined => {
+    for (let i = utab.length - 1; i >= 0; i--) if (match(utab[i]!)) return utab[i];
+    return undefined;
+  };
+  // The target alone last: a source that reads differently (a path given
+  // another way) must not lose the record; umount.fusegate matched so before.
+  return latest((e) => e.target === mount.mountpoint && e.source === mount.source) ?? latest((e) => e.id === null && e.target === mount.mountpoint);
 }

@@ -26,13 +26,15 @@ describe('utab', () => {
     expect(u[1]).toMatchObject({ id: null, source: '/srv/a b.img', target: '/mnt/My Disk\\x' });
   });
 
-  it('matches by mount ID first, else by target and source, the latest record winning', () => {
+  it('matches by mount ID first, else by target and source, else by target, the latest record winning', () => {
     const u = parseUtab(UTAB);
     expect(utabEntryOf(u, { id: 95, mountpoint: '/elsewhere', source: '/dev/other' })).toBe(u[0]);
     expect(utabEntryOf(u, { id: 7, mountpoint: '/mnt/My Disk\\x', source: '/srv/a b.img' })).toBe(u[2]);
     // the escaped form is not what mountinfo's parser gives: no match
     expect(utabEntryOf(u, { id: 7, mountpoint: '/mnt/My\\040Disk\\134x', source: '/srv/a b.img' })).toBeUndefined();
-    expect(utabEntryOf(u, { id: 7, mountpoint: '/mnt/My Disk\\x', source: '/srv/other.img' })).toBeUndefined();
+    // the target alone, where the source reads differently
+    expect(utabEntryOf(u, { id: 7, mountpoint: '/mnt/My Disk\\x', source: '/srv/other.img' })).toBe(u[2]);
+    expect(utabEntryOf(u, { id: 7, mountpoint: '/mnt/none', source: '/srv/a b.img' })).toBeUndefined();
   });
 
   it('reads option values by key', () => {
