@@ -18,6 +18,7 @@ import { writeOut } from '../lib/output';
 import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
 import { timeoutMs } from '../lib/timeouts';
+import { UNIT_OPTION } from '../lib/instance';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
@@ -145,7 +146,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
         const options = [
           'helper=fusegate',
           `x-fusegate.backend=${d.backend}`,
-          ...(unit ? [`x-fusegate.unit=${unit}`] : []),
+          ...(unit ? [`${UNIT_OPTION}=${unit}`] : []),
           ...utab,
           ...userspaceOptions(d.finalOptions),
           ...result.utabOptions,
