@@ -29,6 +29,12 @@ export const TIMEOUTS = {
     env: null,
     why: 'room for the session to tear down a half-made mount and report before the process is ended',
   },
+  /** mount.fusegate: the least time the new mount gets to answer statfs, even when `mount`'s deadline is nearly spent (helper/sandbox-mount.ts). */
+  mountAnswerMinimum: {
+    defaultMs: 1_000,
+    env: null,
+    why: 'a mount made in the last moment still gets a fair chance to show it answers, rather than being torn down unasked',
+  },
   /** umount.fusegate: how long to wait for the FUSE server to exit after the unmount (helper/umount.ts). */
   umountWait: {
     defaultMs: 30_000,
@@ -40,6 +46,18 @@ export const TIMEOUTS = {
     defaultMs: 30_000,
     env: null,
     why: "equal to the helper's default mount limit, so the adapter never gives up on a helper that is still within its own; it only keeps an instance from lingering when the helper vanished. The unit's environment is systemd's, so no override",
+  },
+  /** `blkid -p` where the policy's facts probe with the program, not libblkid in-process (policy/device.ts). */
+  blkid: {
+    defaultMs: 10_000,
+    env: null,
+    why: 'a probe reads a few superblocks; a device that does not answer in 10 s (a dying stick) must not use up the whole mount limit',
+  },
+  /** One systemctl call of install, uninstall and doctor (admin/systemctl.ts). */
+  systemctl: {
+    defaultMs: 60_000,
+    env: null,
+    why: "daemon-reload and enable --now can take tens of seconds on a busy machine; a minute bounds a hung systemd without failing a slow one",
   },
   /** `fusegate status`: systemd's answer over D-Bus (admin/systemd-dbus.ts). */
   systemdBus: {

@@ -12,6 +12,7 @@ import type * as ChildProcess from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { blkidProbe } from '../lib/native';
+import { TIMEOUTS } from '../lib/timeouts';
 import type { Bus } from './types';
 
 export interface ProbeResult {
@@ -41,7 +42,7 @@ export function parseExport(out: string): Record<string, string> {
  */
 export function probe(blkid: string, path: string): ProbeResult {
   const { spawnSync } = require('node:child_process') as typeof ChildProcess;
-  const r = spawnSync(blkid, ['-p', '-o', 'export', '--', path], { encoding: 'utf8', timeout: 10_000, env: {} });
+  const r = spawnSync(blkid, ['-p', '-o', 'export', '--', path], { encoding: 'utf8', timeout: TIMEOUTS.blkid.defaultMs, env: {} });
   if (r.error !== undefined) {
     return { tags: {}, problem: `cannot run ${blkid}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
   }
