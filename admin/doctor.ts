@@ -7,10 +7,14 @@
  * kernel, systemd, listening sockets) are skipped then.
  */
 import * as fs from 'node:fs';
+import { kernelListsFilesystem } from '../lib/availability';
+import { parseCommandLineOr, stringValue } from '../lib/cli-args';
 import { BACKENDS, type Backend } from '../lib/backends';
+import { lstatOrNull, readOrNull, statOrNull } from '../lib/fs-or-null';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
 import type { Policy } from '../policy/types';
-import { processIo, type Io } from './cli-io';
+import { processIo, type Io } from '../lib/output';
 import { HELPER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
 import { systemdRunning } from './systemctl';
 import { adaptedBackends, allUnits } from './units';
@@ -57,30 +61,6 @@ const FUSE_MINOR = 229;
 const MIN_NODE_MAJOR = 20;
 /** The units' ExecStart runs this (admin/units.ts). */
 const ADAPTER_START = `${LIB_DIR}/dist/sandbox/adapter-start.js`;
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-function readOrNull(p: string): string | null {
-  try {
-    return fs.readFileSync(p, 'utf8');
-  } catch {
-    return null;
-  }
-}
 
 function executable(st: fs.Stats | null): boolean {
   return st !== null && st.isFile() && (st.mode & 0o111) !== 0;
@@ -149,9 +129,7 @@ class Doctor {
   }
 
   private fuseFilesystem(): void {
-    const text = readOrNull('/proc/filesystems') ?? '';
-    const has = text.split('\n').some((l) => l.split('\t').pop() === 'fuse');
-    if (has) this.add('ok', 'kernel', 'fuse is in /proc/filesystems');
+    if (kernelListsFilesystem('fuse')) this.add('ok', 'kernel', 'fuse is in /proc/filesystems');
     else this.add('FAIL', 'kernel', 'fuse is not in /proc/filesystems', 'load the module: modprobe fuse');
   }
 
@@ -307,7 +285,7 @@ class Doctor {
     let hint: string | undefined;
     const node = this.unitNode(serviceText);
     // The units are generated; one that differs is stale (an older fusegate) or edited by hand.
-    const expected = allUnits({ libDir: LIB_DIR, node: node ?? process.execPath, socketDir: '/run/filesystems' });
+    const expected = allUnits({ libDir: LIB_DIR, node: node ?? process.execPath, socketDir: BUILT_SOCKET_DIR });
     if (expected.find((u) => u.name === socketName)?.text !== socketText || expected.find((u) => u.name === `${b.name}@.service`)?.text !== serviceText) {
       status = 'warn';
       problems.push('differ from what this fusegate generates');
@@ -378,22 +356,14 @@ export function formatChecks(checks: Check[]): string {
 }
 
 export function main(args: string[], io: Io = processIo): number {
-  let root = '/';
-  let json = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '-h' || a === '--help') {
-      io.out(DOCTOR_HELP + '\n');
-      return 0;
-    }
-    if (a === '--json') json = true;
-    else if (a === '--root' && args[i + 1] !== undefined) root = args[++i]!;
-    else if (a.startsWith('--root=')) root = a.slice('--root='.length);
-    else {
-      io.err(`fusegate: doctor: unknown argument '${a}'\nfusegate: see 'fusegate doctor --help'\n`);
-      return 1;
-    }
+  const p = parseCommandLineOr(io, 'doctor', args, { root: { type: 'string', valueName: 'a directory' }, json: { type: 'boolean' } });
+  if (typeof p === 'number') return p;
+  if (p === 'help') {
+    io.out(DOCTOR_HELP + '\n');
+    return 0;
   }
+  const root = stringValue(p.values, 'root') ?? '/';
+  const json = p.values.json === true;
   if (root === '' || !fs.existsSync(root)) {
     io.err(`fusegate: doctor: --root ${root} does not exist\n`);
     return 1;

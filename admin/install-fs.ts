@@ -23,14 +23,6 @@ function lstatOrNull(p: string): fs.Stats | null {
   }
 }
 
-export function readlinkOrNull(p: string): string | null {
-  try {
-    return fs.readlinkSync(p);
-  } catch {
-    return null;
-  }
-}
-
 export class TreeWriter {
   /** directories this run created (or would create), as runtime paths */
   readonly createdDirs = new Set<string>();

@@ -12,11 +12,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FusegateError } from '../lib/errors';
+import { parseCommandLine, stringValue, UsageError, type OptionSpec, type OptionValue } from '../lib/cli-args';
+import { requireRoot } from '../lib/root';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { VERSION } from '../lib/version';
 import { loadPolicy, PolicyError } from '../policy/load';
 import { programFiles, type FileGroup } from './install-program';
-import { readlinkOrNull, TreeWriter, type WriteResult } from './install-fs';
-import { processIo, type Io } from './cli-io';
+import { readlinkOrNull } from '../lib/fs-or-null';
+import { TreeWriter, type WriteResult } from './install-fs';
+import { processIo, type Io } from '../lib/output';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
 import {
@@ -25,7 +29,7 @@ import {
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends } from './units';
 
-export type { Io } from './cli-io';
+export type { Io } from '../lib/output';
 
 /** Exit statuses of install and uninstall. */
 export const InstallExit = { OK: 0, USAGE: 1, FAILED: 2 } as const;
@@ -129,52 +133,38 @@ export interface UninstallOptions extends CommonOptions {
   purge: boolean;
 }
 
-class UsageError extends FusegateError {
-  constructor(message: string) {
-    super(message, { hint: "see 'fusegate install --help'", exitCode: InstallExit.USAGE });
-  }
-}
+const COMMON_OPTIONS: Record<string, OptionSpec> = {
+  root: { type: 'string', valueName: 'a directory' },
+  'dry-run': { type: 'boolean', short: 'n' },
+};
 
-function parseCommon(args: string[], extra: (arg: string) => boolean): CommonOptions | 'help' {
-  const o: CommonOptions = { root: '/', dryRun: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a === '-h' || a === '--help') return 'help';
-    if (a === '--dry-run' || a === '-n') o.dryRun = true;
-    else if (a === '--root') {
-      const v = args[++i];
-      if (v === undefined || v === '') throw new UsageError('--root needs a directory');
-      o.root = v;
-    } else if (a.startsWith('--root=')) o.root = a.slice('--root='.length);
-    else if (!extra(a)) throw new UsageError(`unknown argument '${a}'`);
-  }
-  if (o.root === '') throw new UsageError('--root needs a directory');
-  return o;
+/** install's and uninstall's command lines: the common options plus `extra`. */
+function parseCommon(args: string[], extra: Record<string, OptionSpec>): { common: CommonOptions; values: Record<string, OptionValue> } | 'help' {
+  const p = parseCommandLine(args, { options: { ...COMMON_OPTIONS, ...extra }, maxPositionals: 0, unknownWord: 'argument', hint: "see 'fusegate install --help'" });
+  if (p.help) return 'help';
+  const root = stringValue(p.values, 'root') ?? '/';
+  if (root === '') throw new UsageError('--root needs a directory', "see 'fusegate install --help'");
+  return { common: { root, dryRun: p.values['dry-run'] === true }, values: p.values };
 }
 
 export function parseInstallArgs(args: string[]): InstallOptions | 'help' {
-  let takeOver: boolean | string[] = false;
-  const common = parseCommon(args, (a) => {
-    if (a === '--take-over') takeOver = true;
-    else if (a.startsWith('--take-over=')) takeOver = a.slice('--take-over='.length).split(',').filter((t) => t !== '');
-    else return false;
-    return true;
-  });
-  return common === 'help' ? common : { ...common, takeOver };
+  const p = parseCommon(args, { 'take-over': { type: 'boolean', optionalValue: true } });
+  if (p === 'help') return p;
+  const t = p.values['take-over'];
+  // --take-over: every type; --take-over=TYPE,...: those types
+  const takeOver = typeof t === 'string' ? t.split(',').filter((x) => x !== '') : t === true;
+  return { ...p.common, takeOver };
 }
 
 export function parseUninstallArgs(args: string[]): UninstallOptions | 'help' {
-  let purge = false;
-  const common = parseCommon(args, (a) => (a === '--purge' ? (purge = true) : false));
-  return common === 'help' ? common : { ...common, purge };
+  const p = parseCommon(args, { purge: { type: 'boolean' } });
+  return p === 'help' ? p : { ...p.common, purge: p.values.purge === true };
 }
 
-function requireRoot(layout: Layout, dryRun: boolean, what: string): void {
-  if (layout.live && !dryRun && process.geteuid?.() !== 0) {
-    throw new FusegateError(`${what} needs root: it writes /usr, /etc and the systemd configuration`, {
-      hint: 'run it as root, or with --root DIR to build an install tree elsewhere',
-      exitCode: InstallExit.USAGE,
-    });
+/** A live install or uninstall (not --root, not --dry-run) writes the system's files: root only. */
+function requireRootFor(layout: Layout, dryRun: boolean, what: string): void {
+  if (layout.live && !dryRun) {
+    requireRoot(`${what} needs root: it writes /usr, /etc and the systemd configuration`, 'run it as root, or with --root DIR to build an install tree elsewhere');
   }
 }
 
@@ -340,7 +330,7 @@ class Installer {
   }
 
   private units(): void {
-    const units = allUnits({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath, socketDir: '/run/filesystems' });
+    const units = allUnits({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath, socketDir: BUILT_SOCKET_DIR });
     for (const b of adaptedBackends()) {
       const mine = units.filter((u) => u.name === `${b.name}.socket` || u.name === `${b.name}@.service`);
       const results: WriteResult[] = mine.map((u) => {
@@ -448,7 +438,7 @@ function restoreDiversion(w: TreeWriter, r: Report, d: Diversion, m: Manifest): 
 export function install(opts: InstallOptions, io: Io = processIo): number {
   const r = new Report(io, opts.dryRun);
   const layout = new Layout(opts.root);
-  requireRoot(layout, opts.dryRun, 'install');
+  requireRootFor(layout, opts.dryRun, 'install');
   if (!layout.live && !fs.existsSync(layout.root)) {
     throw new FusegateError(`--root ${layout.root} does not exist`, { hint: 'create it first', exitCode: InstallExit.USAGE });
   }
@@ -475,7 +465,7 @@ export function install(opts: InstallOptions, io: Io = processIo): number {
 export function uninstall(opts: UninstallOptions, io: Io = processIo): number {
   const r = new Report(io, opts.dryRun);
   const layout = new Layout(opts.root);
-  requireRoot(layout, opts.dryRun, 'uninstall');
+  requireRootFor(layout, opts.dryRun, 'uninstall');
   const w = new TreeWriter(layout, opts.dryRun);
   const m = readManifest(layout);
   if (m === null) {

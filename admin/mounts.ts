@@ -5,20 +5,13 @@
  * /run/mount/utab adds what the helper recorded there (x-fusegate.rule=,
  * uhelper=). Both readers take file paths so tests can feed synthetic tables.
  */
-import * as fs from 'node:fs';
-import { BACKENDS } from '../lib/backends';
+import { backendOfType } from '../lib/backends';
+import { readOrNull } from '../lib/fs-or-null';
 import { MOUNTINFO, parseMountinfo, unescapeOctal, type MountinfoEntry } from '../lib/mountinfo';
+import { optionValue, parseUtab, readUtab, utabEntryOf, UTAB, type UtabEntry } from '../lib/utab';
 
 export { MOUNTINFO, parseMountinfo, unescapeOctal, type MountinfoEntry };
-
-export const UTAB = '/run/mount/utab';
-
-export interface UtabEntry {
-  id: number | null;
-  source: string;
-  target: string;
-  options: string[];
-}
+export { backendOfType, parseUtab, UTAB, type UtabEntry };
 
 export interface SandboxedMount {
   mountId: number;
@@ -35,57 +28,14 @@ export interface SandboxedMount {
   readOnly: boolean;
 }
 
-export function parseUtab(text: string): UtabEntry[] {
-  const out: UtabEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (line.trim() === '' || line.startsWith('#')) continue;
-    const kv = new Map<string, string>();
-    for (const tok of line.trim().split(/\s+/)) {
-      const eq = tok.indexOf('=');
-      if (eq > 0) kv.set(tok.slice(0, eq), unescapeOctal(tok.slice(eq + 1)));
-    }
-    const id = kv.has('ID') ? Number(kv.get('ID')) : null;
-    out.push({
-      id: Number.isInteger(id) ? id : null,
-      source: kv.get('SRC') ?? '',
-      target: kv.get('TARGET') ?? '',
-      options: (kv.get('OPTS') ?? '').split(',').filter((o) => o !== ''),
-    });
-  }
-  return out;
-}
-
-function readOrEmpty(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-/** The backend a mount's type names, if it is one of ours. */
-export function backendOfType(fsType: string, backends: readonly string[] = BACKENDS.map((b) => b.name)): string | null {
-  const m = /^(?:fuse|fuseblk)\.(.+)$/.exec(fsType);
-  return m !== null && backends.includes(m[1]!) ? m[1]! : null;
-}
-
-function optionValue(options: readonly string[], key: string): string | null {
-  const o = options.find((x) => x.startsWith(`${key}=`));
-  return o === undefined ? null : o.slice(key.length + 1);
-}
-
-/**
- * Active sandboxed mounts. utab entries are matched by mount ID where libmount
- * wrote one, else by source and target (the helper records its entry with
- * `mount -f`, which knows no ID), as umount(8) matches them.
- */
-export function sandboxedMounts(paths: { mountinfo?: string; utab?: string } = {}): SandboxedMount[] {
-  const utab = parseUtab(readOrEmpty(paths.utab ?? UTAB));
+/** Active sandboxed mounts, each with what its utab entry (lib/utab.ts utabEntryOf) adds. */
+export function sandboxedMounts(paths: { mountinfo?: string; utab?: string | readonly UtabEntry[] } = {}): SandboxedMount[] {
+  const utab = typeof paths.utab === 'object' ? paths.utab : readUtab(paths.utab);
   const out: SandboxedMount[] = [];
-  for (const m of parseMountinfo(readOrEmpty(paths.mountinfo ?? MOUNTINFO))) {
+  for (const m of parseMountinfo(readOrNull(paths.mountinfo ?? MOUNTINFO) ?? '')) {
     const backend = backendOfType(m.fsType);
     if (backend === null) continue;
-    const u = utab.find((e) => e.id === m.id) ?? utab.find((e) => e.target === m.mountpoint && e.source === m.source);
+    const u = utabEntryOf(utab, m);
     const opts = u?.options ?? [];
     out.push({
       mountId: m.id,

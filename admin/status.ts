@@ -2,24 +2,20 @@
  * `fusegate status`: the active sandboxed mounts, each with the service
  * instance serving it, that server's pid and its memory.
  *
- * Mounts come from /proc/self/mountinfo (and utab for the rule); services
- * from systemd over D-Bus. Pairing the two: a service's MainPID is the FUSE
- * server (the adapter execs into it), and the server holds the mount's
- * source on fd 4 (sandbox/launch.ts). So a mount belongs to the service
- * whose /proc/<MainPID>/fd/4 is the same file as the mount's source: the
- * same block device (st_rdev) or the same inode (st_dev, st_ino), with the
- * path as a last resort. Instance numbers say nothing (systemd numbers
- * connections, not mounts), and a /dev/fuse fd does not reveal its FUSE
- * connection, so the source is the one reliable link.
+ * Mounts come from /proc/self/mountinfo and utab; the instance serving each
+ * from lib/instance.ts (the x-fusegate.unit= the helper recorded in utab,
+ * else the instance whose server holds the mount's source); the server's pid
+ * and memory from systemd over D-Bus (MainPID, MemoryCurrent), else from the
+ * instance's cgroup and the server's VmRSS.
  */
 import * as fs from 'node:fs';
 import { BACKENDS } from '../lib/backends';
+import { parseCommandLineOr } from '../lib/cli-args';
+import { instanceProcesses, instancesServing, type Candidate } from '../lib/instance';
+import { readUtab, type UtabEntry } from '../lib/utab';
 import { sandboxedMounts, type SandboxedMount } from './mounts';
 import { listServices, SystemdUnavailable, type ServiceInfo } from './systemd-dbus';
-import { processIo, type Io } from './cli-io';
-
-/** The server's copy of the source (launch.ts SOURCE_FD). */
-const SERVER_SOURCE_FD = 4;
+import { processIo, type Io } from '../lib/output';
 
 export const STATUS_HELP = `NAME
     fusegate status - list active sandboxed mounts
@@ -33,9 +29,10 @@ DESCRIPTION
     service instance running the server, the server's pid and the memory
     charged to the service (systemd's MemoryCurrent, else the server's RSS).
 
-    Mounts are read from /proc/self/mountinfo and /run/mount/utab; services
-    from systemd over the D-Bus system bus. Without systemd or D-Bus the
-    mounts are still listed, with '-' for UNIT, PID and MEMORY.
+    Mounts are read from /proc/self/mountinfo and /run/mount/utab, where
+    the helper records the unit serving each (x-fusegate.unit=); pids and
+    memory from systemd over the D-Bus system bus. Without systemd or D-Bus
+    the mounts are still listed, with '-' for what is not known.
 
 OPTIONS
     --json        print a JSON object instead of the table
@@ -66,37 +63,6 @@ export interface StatusSources {
   proc?: string;
 }
 
-/** A file's identity, comparable across paths: the device for block devices, the inode otherwise. */
-function identity(st: fs.Stats): string {
-  return st.isBlockDevice() ? `blk:${st.rdev}` : `ino:${st.dev}:${st.ino}`;
-}
-
-function statOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-interface ServerSource {
-  service: ServiceInfo;
-  id: string | null;
-  path: string | null;
-}
-
-function serverSource(proc: string, service: ServiceInfo): ServerSource {
-  const fd = `${proc}/${service.mainPid}/fd/${SERVER_SOURCE_FD}`;
-  const st = statOrNull(fd);
-  let p: string | null = null;
-  try {
-    p = fs.readlinkSync(fd);
-  } catch {
-    /* gone, or not ours to read */
-  }
-  return { service, id: st ? identity(st) : null, path: p };
-}
-
 /** VmRSS of a process in bytes, the fallback when systemd has no memory figure. */
 function rssBytes(proc: string, pid: number): number | null {
   try {
@@ -107,23 +73,31 @@ function rssBytes(proc: string, pid: number): number | null {
   }
 }
 
-/** Pairs mounts with services by source identity (see the file comment). */
-export function pairMounts(mounts: SandboxedMount[], services: ServiceInfo[], proc = '/proc'): StatusRow[] {
-  const candidates = services.filter((s) => s.mainPid !== null).map((s) => serverSource(proc, s));
-  const used = new Set<ServerSource>();
-  return mounts.map((m) => {
-    const st = statOrNull(m.source);
-    const id = st ? identity(st) : null;
-    const ofBackend = candidates.filter((c) => !used.has(c) && c.service.name.startsWith(`${m.backend}@`));
-    const match = ofBackend.find((c) => id !== null && c.id === id) ?? ofBackend.find((c) => c.path !== null && c.path === m.source);
-    if (match === undefined) return { ...m, unit: null, pid: null, memoryBytes: null, memorySource: null };
-    used.add(match);
-    const pid = match.service.mainPid!;
-    const cur = match.service.memoryCurrent;
-    const rss = cur === null ? rssBytes(proc, pid) : null;
+/**
+ * Each mount with the instance serving it (lib/instance.ts: the helper's utab
+ * record, else the server holding the source) and that instance's server and
+ * memory. The candidates for the second are systemd's running instances when
+ * systemd answered, else the cgroup tree's.
+ */
+export function pairMounts(mounts: SandboxedMount[], services: ServiceInfo[] | null, src: { utab?: readonly UtabEntry[] | string; proc?: string } = {}): StatusRow[] {
+  const proc = src.proc ?? '/proc';
+  const candidates = services === null
+    ? undefined
+    : (backend: string): Candidate[] => services.filter((s) => s.mainPid !== null && s.name.startsWith(`${backend}@`)).map((s) => ({ unit: s.name, pid: s.mainPid! }));
+  const serving = instancesServing(
+    mounts.map((m) => ({ id: m.mountId, mountpoint: m.mountpoint, source: m.source, backend: m.backend })),
+    { utab: src.utab, proc, candidates },
+  );
+  return mounts.map((m, i) => {
+    const unit = serving[i]?.unit ?? null;
+    if (unit === null) return { ...m, unit: null, pid: null, memoryBytes: null, memorySource: null };
+    const service = services?.find((s) => s.name === unit);
+    const pid = service?.mainPid ?? instanceProcesses(unit)[0] ?? null;
+    const cur = service?.memoryCurrent ?? null;
+    const rss = cur === null && pid !== null ? rssBytes(proc, pid) : null;
     return {
       ...m,
-      unit: match.service.name,
+      unit,
       pid,
       memoryBytes: cur !== null ? Number(cur) : rss,
       memorySource: cur !== null ? 'MemoryCurrent' : rss !== null ? 'VmRSS' : null,
@@ -132,8 +106,9 @@ export function pairMounts(mounts: SandboxedMount[], services: ServiceInfo[], pr
 }
 
 export async function collectStatus(src: StatusSources = {}): Promise<StatusReport> {
-  const mounts = sandboxedMounts({ mountinfo: src.mountinfo, utab: src.utab });
-  let services: ServiceInfo[] = [];
+  const utab = readUtab(src.utab);
+  const mounts = sandboxedMounts({ mountinfo: src.mountinfo, utab });
+  let services: ServiceInfo[] | null = null;
   let systemd: StatusReport['systemd'] = { available: true };
   if (src.busAddress === null) systemd = { available: false, error: 'not asked' };
   else {
@@ -144,7 +119,7 @@ export async function collectStatus(src: StatusSources = {}): Promise<StatusRepo
       systemd = { available: false, error: e.message };
     }
   }
-  return { mounts: pairMounts(mounts, services, src.proc), systemd };
+  return { mounts: pairMounts(mounts, services, { utab, proc: src.proc }), systemd };
 }
 
 /** 1536 -> "1.5K", as systemctl status prints memory. */
@@ -169,18 +144,13 @@ export function formatTable(rows: StatusRow[]): string {
 }
 
 export async function main(args: string[], io: Io = processIo, src: StatusSources = {}): Promise<number> {
-  let json = false;
-  for (const a of args) {
-    if (a === '-h' || a === '--help') {
-      io.out(STATUS_HELP + '\n');
-      return 0;
-    }
-    if (a === '--json') json = true;
-    else {
-      io.err(`fusegate: status: unknown argument '${a}'\nfusegate: see 'fusegate status --help'\n`);
-      return 1;
-    }
+  const p = parseCommandLineOr(io, 'status', args, { json: { type: 'boolean' } });
+  if (typeof p === 'number') return p;
+  if (p === 'help') {
+    io.out(STATUS_HELP + '\n');
+    return 0;
   }
+  const json = p.values.json === true;
   const report = await collectStatus(src);
   if (json) {
     io.out(JSON.stringify(report, null, 2) + '\n');
@@ -188,8 +158,9 @@ export async function main(args: string[], io: Io = processIo, src: StatusSource
   }
   if (report.mounts.length === 0) io.out('no sandboxed mounts\n');
   else io.out(formatTable(report.mounts));
-  if (!report.systemd.available && report.mounts.length > 0) {
-    io.err(`fusegate: status: ${report.systemd.error}; UNIT, PID and MEMORY are not shown\n`);
+  // Without systemd, utab's records and the cgroup tree may still name units; say so only where they did not.
+  if (!report.systemd.available && report.mounts.some((m) => m.unit === null || m.pid === null)) {
+    io.err(`fusegate: status: ${report.systemd.error}; UNIT, PID and MEMORY are not shown where utab and the cgroup tree do not tell\n`);
   }
   return 0;
 }

@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { TIMEOUTS } from '../lib/timeouts';
 
 /** sd_booted(3): systemd is the running init. */
 export function systemdRunning(): boolean {
@@ -22,7 +23,7 @@ export interface SystemctlResult {
 
 export function systemctl(args: string[]): SystemctlResult {
   const command = `systemctl ${args.join(' ')}`;
-  const r = spawnSync('systemctl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const r = spawnSync('systemctl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: TIMEOUTS.systemctl.defaultMs });
   if (r.error) return { ok: false, command, output: r.error.message, stdout: '' };
   return { ok: r.status === 0, command, output: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim(), stdout: r.stdout ?? '' };
 }

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import type { Message as DBusMessage, MessageBus } from 'dbus-next';
 import { FusegateError, MountExit } from '../lib/errors';
+import { TIMEOUTS } from '../lib/timeouts';
 
 export const SYSTEM_BUS_ADDRESS = 'unix:path=/run/dbus/system_bus_socket';
 
@@ -99,7 +100,7 @@ export async function listServices(patterns: string[], opts: { address?: string;
   let timer: NodeJS.Timeout | undefined;
   const failed = new Promise<never>((_, reject) => {
     bus.on('error', (e: Error) => reject(new SystemdUnavailable(`D-Bus connection to ${address} failed: ${e.message}`, e)));
-    timer = setTimeout(() => reject(new SystemdUnavailable(`no answer from systemd over D-Bus within ${opts.timeoutMs ?? 5000} ms`)), opts.timeoutMs ?? 5000);
+    timer = setTimeout(() => reject(new SystemdUnavailable(`no answer from systemd over D-Bus within ${opts.timeoutMs ?? TIMEOUTS.systemdBus.defaultMs} ms`)), opts.timeoutMs ?? TIMEOUTS.systemdBus.defaultMs);
   });
   const caller: Caller = {
     async call(destination, path, iface, member, signature, body) {

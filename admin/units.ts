@@ -1,6 +1,6 @@
 /**
  * The systemd units of each backend, generated from the backends table: a
- * socket at /run/filesystems/<backend> (Accept=yes: one service instance per
+ * socket at <socket dir>/<backend> (lib/socket-dir.ts) (Accept=yes: one service instance per
  * mount) and a template service that runs the adapter, which hands over to
  * the unmodified FUSE server with execve.
  *
@@ -16,6 +16,7 @@
  * /dev/fuse are answered by the fdmap preload instead.
  */
 import { BACKENDS, type Backend } from '../lib/backends';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 
 export interface UnitPaths {
   /** where `fusegate install` put the program: dist/, build/, shims */
@@ -29,7 +30,7 @@ export interface UnitPaths {
 export const DEFAULT_UNIT_PATHS: UnitPaths = {
   libDir: '/usr/lib/fusegate',
   node: '/usr/bin/node',
-  socketDir: '/run/filesystems',
+  socketDir: BUILT_SOCKET_DIR,
 };
 
 export interface UnitFile {

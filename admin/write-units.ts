@@ -9,6 +9,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseCommandLine, UsageError } from '../lib/cli-args';
+import { processIo } from '../lib/output';
 import { allUnits } from './units';
 
 export function writeUnits(dir: string): string[] {
@@ -19,7 +21,23 @@ export function writeUnits(dir: string): string[] {
   });
 }
 
+function main(args: string[]): number {
+  const p = parseCommandLine(args, { options: {}, maxPositionals: 1 });
+  if (p.help) {
+    processIo.out('Usage: node dist/admin/write-units.js [DIR]   (default: the repository\'s units/)\n');
+    return 0;
+  }
+  const dir = p.positionals[0] ?? path.resolve(__dirname, '..', '..', 'units');
+  for (const name of writeUnits(dir)) processIo.out(`${path.join(dir, name)}\n`);
+  return 0;
+}
+
 if (require.main === module) {
-  const dir = process.argv[2] ?? path.resolve(__dirname, '..', '..', 'units');
-  for (const name of writeUnits(dir)) process.stdout.write(`${path.join(dir, name)}\n`);
+  try {
+    process.exitCode = main(process.argv.slice(2));
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    processIo.err(`write-units: ${e.message}\n`);
+    process.exitCode = e.exitCode;
+  }
 }

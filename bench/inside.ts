@@ -15,6 +15,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { findBackend } from '../lib/backends';
+import { readOrNull } from '../lib/fs-or-null';
+import { backendInstances, instanceCgroup, instanceOfMount, instanceProcesses, systemSlice } from '../lib/instance';
+import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { serviceUnit } from '../admin/units';
 
 const BACKEND = 'fuse2fs';
@@ -60,13 +63,7 @@ function isMounted(mnt: string): boolean {
   }
 }
 
-function readText(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
+const readText = readOrNull;
 
 function pids(): number[] {
   return fs
@@ -87,28 +84,15 @@ function serverPids(): number[] {
   return pids().filter((p) => comm(p) === SERVER_COMM);
 }
 
-/** Where this systemd keeps unit cgroups: unified hierarchy (hybrid) or the v2 root. */
-function cgroupRoot(): string {
-  return fs.existsSync('/sys/fs/cgroup/unified/system.slice') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
-}
-
-const SLICE = `system.slice/system-${BACKEND.replace(/-/g, '\\x2d')}.slice`;
-
 /** Active service instances of the backend, by cgroup (cheaper than asking systemctl). */
 function instanceUnits(): string[] {
-  try {
-    return fs.readdirSync(path.join(cgroupRoot(), SLICE)).filter((d) => d.startsWith(`${BACKEND}@`) && d.endsWith('.service'));
-  } catch {
-    return [];
-  }
+  return backendInstances(BACKEND);
 }
 
-function unitProcs(unit: string): number[] {
-  const t = readText(path.join(cgroupRoot(), SLICE, unit, 'cgroup.procs')) ?? '';
-  return t
-    .split('\n')
-    .filter((l) => l !== '')
-    .map(Number);
+/** The instance serving the mount on mnt (lib/instance.ts), or null. */
+function unitServing(mnt: string): string | null {
+  const m = mountAt(readMountinfo(), mnt);
+  return m === null ? null : instanceOfMount(m)?.unit ?? null;
 }
 
 /** After an umount: waits until no server process and no service instance is left. */
@@ -309,8 +293,7 @@ function latency(a: LatencyArgs) {
         helperKernelMarks.push({ start: helperMark(m.stderr, 'start'), decided: helperMark(m.stderr, 'decided'), mounted: helperMark(m.stderr, 'mounted') });
       }
       if (c === 'sandbox' && i >= 0) {
-        const units = instanceUnits();
-        const unit = units[0] ?? '';
+        const unit = unitServing(a.mnt) ?? '';
         const p = unit ? showUnit(unit, ['InactiveExitTimestampMonotonic', 'ExecMainStartTimestampMonotonic', 'ActiveEnterTimestampMonotonic']) : {};
         details.push({
           unit,
@@ -480,25 +463,27 @@ function memorySnapshot(a: { config: 'sandbox' | 'fuseDirect' | 'fuseDirectSandb
     if (pid === undefined) throw new Error(`no ${SERVER_COMM} serving ${a.loop}`);
     return { unit: null, server: procMemory(pid), unitProcesses: [procMemory(pid)], memoryCurrentBytes: null, memoryCurrentWhy: 'not a systemd unit' };
   }
-  const units = instanceUnits();
-  if (units.length !== 1) throw new Error(`expected one ${BACKEND}@ instance, found ${units.join(' ') || 'none'}`);
-  return unitMemory(units[0]!);
+  const mount = readMountinfo().find((m) => m.source === a.loop);
+  const unit = mount === undefined ? null : instanceOfMount(mount)?.unit ?? null;
+  if (unit === null) throw new Error(`no ${BACKEND}@ instance serves ${a.loop} (${mount ? `mounted on ${mount.mountpoint}` : 'not mounted'}); instances: ${instanceUnits().join(' ') || 'none'}`);
+  return unitMemory(unit);
 }
 
 function unitMemory(unit: string) {
   const p = showUnit(unit, ['MainPID', 'MemoryCurrent']);
-  const cgFile = readText(path.join(cgroupRoot(), SLICE, unit, 'memory.current'));
+  const cgroup = instanceCgroup(unit);
+  const cgFile = cgroup === null ? null : readText(path.join(cgroup, 'memory.current'));
   const fromSystemd = /^\d+$/.test(p.MemoryCurrent ?? '') && p.MemoryCurrent !== '18446744073709551615' ? Number(p.MemoryCurrent) : null;
   const memoryCurrentBytes = fromSystemd ?? (cgFile !== null ? Number(cgFile.trim()) : null);
   return {
     unit,
     server: procMemory(Number(p.MainPID)),
-    unitProcesses: unitProcs(unit).map(procMemory),
+    unitProcesses: instanceProcesses(unit).map(procMemory),
     memoryCurrentBytes,
     memoryCurrentWhy:
       memoryCurrentBytes !== null
         ? null
-        : `systemd reports MemoryCurrent=${p.MemoryCurrent}: no memory controller in this systemd's cgroup hierarchy (${cgroupRoot()})`,
+        : `systemd reports MemoryCurrent=${p.MemoryCurrent}: no memory controller in this systemd's cgroup hierarchy (${systemSlice()})`,
   };
 }
 
@@ -571,7 +556,7 @@ async function concurrency(a: { loops: string[]; mntBase: string }) {
   );
   const mountWallMs = now() - t0;
   const units = instanceUnits();
-  const withProcs = units.map((u) => ({ unit: u, procs: unitProcs(u).map(procMemory) }));
+  const withProcs = units.map((u) => ({ unit: u, procs: instanceProcesses(u).map(procMemory) }));
   const perUnit = withProcs
     .filter((u) => u.procs.length > 0)
     .map((u) => ({
@@ -827,7 +812,7 @@ async function mountScaling(a: { counts: number[]; runs: number; base: string })
 function systemInfo() {
   return {
     systemd: sh('systemctl', ['--version']).stdout.split('\n')[0]?.trim() ?? null,
-    cgroup: cgroupRoot() === '/sys/fs/cgroup' ? 'unified (v2)' : 'hybrid (v1 controllers + v2 for systemd)',
+    cgroup: systemSlice() === '/sys/fs/cgroup/system.slice' ? 'unified (v2)' : 'hybrid (v1 controllers + v2 for systemd)',
     mounts: mountCount(),
     fuse2fs: sh('dpkg-query', ['-W', '-f', '${Version}', 'fuse2fs']).stdout.trim() || null,
   };

@@ -5,7 +5,9 @@
  * `fusegate policy check` never pays for D-Bus and `fusegate status` never
  * parses YAML it does not need.
  */
+import { isHelpWord } from '../lib/cli-args';
 import { FusegateError, MountExit } from '../lib/errors';
+import { processIo } from '../lib/output';
 
 const USAGE = `Usage: fusegate COMMAND [ARGS...]
 
@@ -42,13 +44,13 @@ const SUBCOMMANDS: Record<string, () => Subcommand> = {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE + '\n');
+  if (command === undefined || isHelpWord(command)) {
+    processIo.out(USAGE + '\n');
     return command === undefined ? MountExit.USAGE : MountExit.SUCCESS;
   }
   const load = SUBCOMMANDS[command];
   if (load === undefined) {
-    process.stderr.write(`fusegate: unknown command '${command}'; run 'fusegate help' for the list\n`);
+    processIo.err(`fusegate: unknown command '${command}'; run 'fusegate help' for the list\n`);
     return MountExit.USAGE;
   }
   return load()(rest);
@@ -58,11 +60,11 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof FusegateError) {
-      process.stderr.write(`fusegate: ${err.message}\n`);
-      if (err.hint) process.stderr.write(`fusegate: ${err.hint}\n`);
+      processIo.err(`fusegate: ${err.message}\n`);
+      if (err.hint) processIo.err(`fusegate: ${err.hint}\n`);
       process.exitCode = err.exitCode;
     } else {
-      process.stderr.write(`fusegate: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      processIo.err(`fusegate: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
       process.exitCode = MountExit.INTERNAL;
     }
   },

@@ -7,9 +7,18 @@
  * `-t fusegate.ext4`) or as /sbin/mount.<type> for a type the policy
  * intercepts (then `mount -t vfat`, fstab lines and udisks2 all come here).
  * Options may come in any order, before or after SPEC and DIR.
+ *
+ * The mount helpers scan their words with helperWords() below, not with
+ * util.parseArgs (lib/cli-args.ts, which every other command uses): loading
+ * and first running it costs the helper ~1 ms of its 12 ms start-up budget
+ * (bench/helper-startup), and mount(8)'s convention is a short fixed one
+ * (flag letters, three options with a value, SPEC and DIR) that a dozen
+ * lines state exactly, exit statuses and messages included.
  */
 import * as path from 'node:path';
 import { FusegateError, MountExit } from '../lib/errors';
+import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
+import { TIMEOUTS } from '../lib/timeouts';
 
 export interface HelperArgs {
   source: string;
@@ -73,14 +82,48 @@ Exit status (as mount(8)):
 
 Environment:
   FUSEGATE_POLICY       policy file to use instead of /etc/fusegate/policy.yaml
-  FUSEGATE_SOCKET_DIR   where backend sockets live instead of /run/filesystems
-  FUSEGATE_TIMEOUT      seconds the whole mount may take (default 30)
+  FUSEGATE_SOCKET_DIR   where backend sockets live instead of ${BUILT_SOCKET_DIR}
+  FUSEGATE_TIMEOUT      seconds the whole mount may take (default ${TIMEOUTS.mount.defaultMs / 1000})
   FUSEGATE_FSTAB        fstab to consult instead of /etc/fstab (tests)
   These are honoured only because the caller must be root.
 
 Every decision and outcome is logged to the journal:
   journalctl SYSLOG_IDENTIFIER=fusegate
 To see why a mount would be refused: fusegate policy explain SOURCE DIR`;
+
+/** One word of a mount or umount helper's command line. */
+export type HelperWord =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'flag'; letter: string }
+  | { kind: 'value'; letter: string; value: string }
+  | { kind: 'positional'; value: string };
+
+/**
+ * The words of a mount(8)/umount(8) helper command line, in order, up to
+ * -h/--help or -V/--version. `flags` are the letters that may be grouped
+ * (-nv); `valued` the options that take a value (-o OPTS or -oOPTS).
+ * Throws a UsageError for an unknown option or a missing value.
+ */
+export function helperWords(argv: readonly string[], flags: string, valued: string, version = true): HelperWord[] {
+  const words: HelperWord[] = [];
+  const group = new RegExp(`^-[${flags}]+$`);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-h' || arg === '--help') return [...words, { kind: 'help' }];
+    if (version && (arg === '-V' || arg === '--version')) return [...words, { kind: 'version' }];
+    const letter = arg[1] ?? '';
+    if (arg.length >= 2 && arg[0] === '-' && valued.includes(letter)) {
+      const value = arg.length > 2 ? arg.slice(2) : argv[++i];
+      if (value === undefined) throw new UsageError(`option ${arg} needs a value`);
+      words.push({ kind: 'value', letter, value });
+    } else if (group.test(arg)) {
+      for (const c of arg.slice(1)) words.push({ kind: 'flag', letter: c });
+    } else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
+    else words.push({ kind: 'positional', value: arg });
+  }
+  return words;
+}
 
 export type ParseResult = { kind: 'mount'; args: HelperArgs } | { kind: 'help' } | { kind: 'version' };
 
@@ -103,30 +146,18 @@ export function parseArgs(argv: readonly string[], argv0: string): ParseResult {
   let namespace: string | undefined;
   const flags = { fake: false, noMtab: false, verbose: false, sloppy: false };
 
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`option ${arg} needs a value`);
-      return v;
-    };
-    if (arg === '-h' || arg === '--help') return { kind: 'help' };
-    if (arg === '-V' || arg === '--version') return { kind: 'version' };
-    if (arg === '-o') options.push(...value().split(','));
-    else if (arg === '-t') typeOption = value();
-    else if (arg === '-N') namespace = value();
-    else if (arg.startsWith('-o') && arg.length > 2) options.push(...arg.slice(2).split(','));
-    else if (arg.startsWith('-t') && arg.length > 2) typeOption = arg.slice(2);
-    else if (/^-[sfnvr]+$/.test(arg)) {
-      for (const c of arg.slice(1)) {
-        if (c === 's') flags.sloppy = true;
-        else if (c === 'f') flags.fake = true;
-        else if (c === 'n') flags.noMtab = true;
-        else if (c === 'v') flags.verbose = true;
-        else if (c === 'r') options.push('ro');
-      }
-    } else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
-    else positional.push(arg);
+  for (const w of helperWords(argv, 'sfnvr', 'otN')) {
+    if (w.kind === 'help' || w.kind === 'version') return w;
+    if (w.kind === 'positional') positional.push(w.value);
+    else if (w.kind === 'value') {
+      if (w.letter === 'o') options.push(...w.value.split(','));
+      else if (w.letter === 't') typeOption = w.value;
+      else namespace = w.value;
+    } else if (w.letter === 's') flags.sloppy = true;
+    else if (w.letter === 'f') flags.fake = true;
+    else if (w.letter === 'n') flags.noMtab = true;
+    else if (w.letter === 'v') flags.verbose = true;
+    else options.push('ro');
   }
 
   if (positional.length !== 2) {

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { machineAvailability } from '../lib/availability';
 import { findBackend, socketPath } from '../lib/backends';
-import { FusegateError, MountExit } from '../lib/errors';
+import { requireRoot as requireRootIds } from '../lib/root';
 import { decide, resolveFallback } from '../policy/decide';
 import { gatherFacts } from '../policy/facts';
 import { loadPolicyForMount, type PolicyError } from '../policy/load';
@@ -46,12 +46,11 @@ export function callerOf(): Caller {
  * mounts for them.
  */
 export function requireRoot(caller: Caller): void {
-  if (caller.uid !== 0 || process.geteuid!() !== 0) {
-    throw new FusegateError('only root may mount through fusegate for now', {
-      hint: "/etc/fstab 'user' mounts are not supported yet (mount(8) runs helpers for them as you, not root); mount it with udisksctl, or ask an administrator to",
-      exitCode: MountExit.USAGE,
-    });
-  }
+  requireRootIds(
+    'only root may mount through fusegate for now',
+    "/etc/fstab 'user' mounts are not supported yet (mount(8) runs helpers for them as you, not root); mount it with udisksctl, or ask an administrator to",
+    { uid: caller.uid, euid: process.geteuid!() },
+  );
 }
 
 export function buildContext(args: HelperArgs, caller: Caller): MountContext {

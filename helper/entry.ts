@@ -5,14 +5,16 @@
  */
 import { MountExit } from '../lib/errors';
 import { exitNow } from '../lib/native';
-import { runHelper, timeoutMs } from './main';
-import { writeOut } from './output';
+import { timeoutMsOrDefault, TIMEOUTS } from '../lib/timeouts';
+import { runHelper } from './main';
+import { writeOut } from '../lib/output';
 import { printTimings } from './timing';
 
 // The hard limit: whatever hangs (a service that never answers, a stuck
 // connect), mount(8) gets an answer. The session's own deadline fires first
-// and tears down any mount; this is the last resort.
-const limit = timeoutMs() + 2000;
+// and tears down any mount; this is the last resort. A bad FUSEGATE_TIMEOUT
+// is reported by runHelper; this timer then takes the default.
+const limit = timeoutMsOrDefault('mount') + TIMEOUTS.mountGrace.defaultMs;
 setTimeout(() => {
   writeOut(2, `mount.fusegate: gave up after ${limit / 1000} s\n`);
   process.exit(MountExit.FAILURE);

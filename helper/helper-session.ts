@@ -16,7 +16,6 @@
  * not end with BYEE(0), the caller tears the mount down.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as native from '../lib/native';
 import { MS } from '../lib/native';
 import {
@@ -35,9 +34,8 @@ import {
   type OpenRequest,
 } from '../lib/protocol';
 import { makeFuseMount, type MadeMount } from './fuse-mount';
+import { ERRNO as E } from '../lib/errno';
 
-/** errno values; ENOTBLK is missing from os.constants.errno. */
-const E = { ...os.constants.errno, ENOTBLK: 15 };
 /** O_ACCMODE is missing from fs.constants. */
 const O_ACCMODE = 3;
 

@@ -14,20 +14,14 @@ import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
 import { buildContext, callerOf, releaseContext, requireRoot, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
-import { writeOut } from './output';
+import { writeOut } from '../lib/output';
 import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
-
-const DEFAULT_TIMEOUT_S = 30;
+import { timeoutMs } from '../lib/timeouts';
+import { UNIT_OPTION } from '../lib/instance';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
-}
-
-/** The mount's time limit in ms (FUSEGATE_TIMEOUT seconds); the entry adds a last-resort margin. */
-export function timeoutMs(): number {
-  const s = Number(process.env.FUSEGATE_TIMEOUT ?? DEFAULT_TIMEOUT_S);
-  return (Number.isFinite(s) && s > 0 ? s : DEFAULT_TIMEOUT_S) * 1000;
 }
 
 /** A one-line summary of what the policy decided, for stderr and the journal. */
@@ -133,7 +127,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       return code;
     }
 
-    const deadline = started + timeoutMs();
+    const deadline = started + timeoutMs('mount');
     // Loaded only here: the kernel and deny paths never pay for the protocol code.
     const { sandboxMount } = await import('./sandbox-mount.js');
     try {
@@ -152,7 +146,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
         const options = [
           'helper=fusegate',
           `x-fusegate.backend=${d.backend}`,
-          ...(unit ? [`x-fusegate.unit=${unit}`] : []),
+          ...(unit ? [`${UNIT_OPTION}=${unit}`] : []),
           ...utab,
           ...userspaceOptions(d.finalOptions),
           ...result.utabOptions,

@@ -11,7 +11,8 @@ import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
-import { instanceForClient, instanceProcesses } from './service-instance';
+import { instanceForClient, instanceProcesses } from '../lib/instance';
+import { TIMEOUTS } from '../lib/timeouts';
 import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
 
 export interface SandboxOutcome {
@@ -88,7 +89,7 @@ export async function sandboxMount(
     const result = await session.run();
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
-    await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));
+    await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), TIMEOUTS.mountAnswerMinimum.defaultMs));
     return { result, unit, serverPid: unit ? instanceProcesses(unit)[0] ?? null : null };
   } catch (err) {
     if (session?.mount) abortAndDetach(args.mountpoint, session.mount.device);

@@ -5,7 +5,7 @@
  * memory and written with one write(2), so measuring does not pay for Node's
  * stderr stream.
  */
-import { writeOut } from './output';
+import { writeOut } from '../lib/output';
 
 const marks: string[] | null = process.env.FUSEGATE_TIMING === '1' ? [] : null;
 

@@ -12,11 +12,15 @@
  * updates utab) and then waits until the service instance's processes have
  * exited: when umount(8) returns, the server has finished writing.
  */
-import { FusegateError, MountExit } from '../lib/errors';
-import { readMountinfo } from '../lib/mountinfo';
+import { MountExit } from '../lib/errors';
+import { instanceOfMount, instanceProcesses } from '../lib/instance';
+import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { run } from '../lib/native';
-import { instanceProcesses } from './service-instance';
+import { writeOut } from '../lib/output';
+import { requireRoot } from '../lib/root';
+import { timeoutMs, TIMEOUTS } from '../lib/timeouts';
 import * as fs from 'node:fs';
+import { helperWords, UsageError, type HelperWord } from './args';
 
 export const UMOUNT_HELP = `Usage: umount.fusegate DIR [-flnrv] [-N NS] [-t TYPE]
 
@@ -34,29 +38,13 @@ Options (as umount(8) passes them):
   -t   ignored
 
 Environment:
-  FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default 30)
+  FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default ${TIMEOUTS.umountWait.defaultMs / 1000})
 
 Exit status: 0 unmounted and the server exited; umount(8)'s status if the
 unmount failed; 32 if the server was still running when the time ran out.`;
 
-const UTAB = '/run/mount/utab';
-
 function say(line: string): void {
-  process.stderr.write(`umount.fusegate: ${line}\n`);
-}
-
-/** x-fusegate.unit= of the utab entry for `target`, if the helper recorded one. */
-function recordedUnit(target: string): string | null {
-  try {
-    for (const line of fs.readFileSync(UTAB, 'utf8').split('\n')) {
-      if (!line.split(' ').includes(`TARGET=${target}`)) continue;
-      const m = /(?:^|[ ,=])x-fusegate\.unit=([^, ]+)/.exec(line);
-      if (m) return m[1]!;
-    }
-  } catch {
-    // no utab: nothing recorded
-  }
-  return null;
+  writeOut(2, `umount.fusegate: ${line}\n`);
 }
 
 function alive(pid: number): boolean {
@@ -68,47 +56,54 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   const flags: string[] = [];
   let verbose = false;
   let lazy = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '-h' || a === '--help') {
-      process.stdout.write(UMOUNT_HELP + '\n');
+  let words: HelperWord[];
+  try {
+    words = helperWords(argv, 'flnrv', 'tN', false);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    say(`${e.message}; see 'umount.fusegate --help'`);
+    return MountExit.USAGE;
+  }
+  for (const w of words) {
+    if (w.kind === 'help') {
+      writeOut(1, UMOUNT_HELP + '\n');
       return MountExit.SUCCESS;
     }
-    if (a === '-t') i++;
-    else if (a === '-N') {
-      say('-N is not supported: run umount(8) with -N');
-      return MountExit.USAGE;
-    } else if (/^-[flnrv]+$/.test(a)) {
-      for (const c of a.slice(1)) {
-        if (c === 'v') verbose = true;
-        else {
-          if (c === 'l') lazy = true;
-          flags.push(`-${c}`);
-        }
+    if (w.kind === 'positional') positional.push(w.value);
+    else if (w.kind === 'value') {
+      // -t is ignored: umount(8) found us by the type already.
+      if (w.letter === 'N') {
+        say('-N is not supported: run umount(8) with -N');
+        return MountExit.USAGE;
       }
-    } else if (a.startsWith('-')) {
-      say(`unknown option ${a}; see 'umount.fusegate --help'`);
-      return MountExit.USAGE;
-    } else positional.push(a);
+    } else if (w.kind === 'flag') {
+      if (w.letter === 'v') verbose = true;
+      else {
+        if (w.letter === 'l') lazy = true;
+        flags.push(`-${w.letter}`);
+      }
+    }
   }
   if (positional.length !== 1) {
     say('exactly one DIR is required');
     return MountExit.USAGE;
   }
-  if (process.getuid!() !== 0) throw new FusegateError('only root may unmount sandboxed mounts for now', { exitCode: MountExit.USAGE });
+  requireRoot('only root may unmount sandboxed mounts for now', undefined);
+  // Read before unmounting: a bad value is a usage error, not a surprise afterwards.
+  const timeoutS = timeoutMs('umountWait') / 1000;
   const target = positional[0]!;
-  if (!readMountinfo().some((m) => m.mountpoint === target)) {
+  const mount = mountAt(readMountinfo(), target);
+  if (mount === null) {
     say(`${target}: not mounted`);
     return MountExit.FAILURE;
   }
-  const unit = recordedUnit(target);
+  const unit = instanceOfMount(mount)?.unit ?? null;
   const servers = unit ? instanceProcesses(unit) : [];
 
   const status = await run(process.env.FUSEGATE_UMOUNT_BIN ?? '/bin/umount', ['umount', '-i', ...flags, target]);
   if (status.code !== 0) return status.signal ? MountExit.SYSTEM : status.code;
   if (lazy || servers.length === 0) return MountExit.SUCCESS;
 
-  const timeoutS = Number(process.env.FUSEGATE_TIMEOUT) > 0 ? Number(process.env.FUSEGATE_TIMEOUT) : 30;
   const until = Date.now() + timeoutS * 1000;
   const t0 = Date.now();
   while (servers.some(alive)) {

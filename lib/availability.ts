@@ -6,12 +6,21 @@
 import * as fs from 'node:fs';
 import { BACKENDS, socketPath } from './backends';
 
+/** Whether the running kernel lists `fsType` in /proc/filesystems (a driver built in or loaded). */
+export function kernelListsFilesystem(fsType: string, file = '/proc/filesystems'): boolean {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  // "nodev\tfuse" or "\text4": the name is the last tab-separated field.
+  return text.split('\n').some((l) => l.split('\t').pop() === fsType);
+}
+
+/** Whether a mount of `fsType` can use a kernel driver: one listed now, or a module on disk. */
 export function kernelHasDriver(fsType: string): boolean {
-  const listed = fs
-    .readFileSync('/proc/filesystems', 'utf8')
-    .split('\n')
-    .some((l) => l.split('\t').pop() === fsType);
-  if (listed) return true;
+  if (kernelListsFilesystem(fsType)) return true;
   // Not loaded yet: a module on disk will be loaded by the mount itself.
   try {
     const release = fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();

@@ -12,6 +12,7 @@
  * field of its entry, and no other module tests a backend's name. Adding a
  * backend is one entry here plus its tests.
  */
+import { socketDir } from './socket-dir';
 
 /** How well a backend writes one filesystem type. */
 export type WriteSupport =
@@ -181,14 +182,15 @@ export function findBackend(name: string): Backend | undefined {
   return BACKENDS.find((b) => b.name === name);
 }
 
+/** The backend a mount's type names (the helper mounts as fuse.<backend> or fuseblk.<backend>), if it is one of ours. */
+export function backendOfType(fsType: string, backends: readonly string[] = BACKENDS.map((b) => b.name)): string | null {
+  const m = /^(?:fuse|fuseblk)\.(.+)$/.exec(fsType);
+  return m !== null && backends.includes(m[1]!) ? m[1]! : null;
+}
+
 /** The backends that serve `fsType`, in table order. */
 export function backendsForType(fsType: string): Backend[] {
   return BACKENDS.filter((b) => b.types.some((t) => t.type === fsType));
-}
-
-/** Where backend sockets live (docs/protocol.md §9); FUSEGATE_SOCKET_DIR overrides it for tests. */
-export function socketDir(): string {
-  return process.env.FUSEGATE_SOCKET_DIR ?? '/run/filesystems';
 }
 
 /**

@@ -43,6 +43,12 @@ export function parseMountinfo(text: string): MountinfoEntry[] {
   return out;
 }
 
+/** The mount on top at `mountpoint` (the last one listed there), or null. */
+export function mountAt(entries: readonly MountinfoEntry[], mountpoint: string): MountinfoEntry | null {
+  for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.mountpoint === mountpoint) return entries[i]!;
+  return null;
+}
+
 export function readMountinfo(file = MOUNTINFO): MountinfoEntry[] {
   return parseMountinfo(fs.readFileSync(file, 'utf8'));
 }

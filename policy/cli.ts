@@ -3,7 +3,9 @@
  * Explain uses exactly the helper's path (gatherFacts, loadPolicyForMount,
  * decide), so what it prints is what a mount would do.
  */
+import { isHelpWord, parseCommandLine, stringValue, stringValues, UsageError } from '../lib/cli-args';
 import { MountExit } from '../lib/errors';
+import { processIo } from '../lib/output';
 import { Accounts } from './etc';
 import { machineAvailability } from '../lib/availability';
 import { decide, resolveFallback } from './decide';
@@ -68,8 +70,6 @@ EXAMPLES
     fusegate policy explain ./disk.img --json | jq .decision.action
 `;
 
-class UsageError extends Error {}
-
 /** Test hooks: where facts come from. Not reachable from the command line. */
 export interface CliEnv {
   facts?: FactEnv;
@@ -78,17 +78,19 @@ export interface CliEnv {
 }
 
 export async function main(args: string[], cenv: CliEnv = {}): Promise<number> {
-  const out = cenv.out ?? ((s: string) => { process.stdout.write(s); });
-  const err = cenv.err ?? ((s: string) => { process.stderr.write(s); });
+  const out = cenv.out ?? processIo.out;
+  const err = cenv.err ?? processIo.err;
   const [cmd, ...rest] = args;
+  if (cmd === undefined) {
+    err(HELP);
+    return MountExit.USAGE;
+  }
+  if (isHelpWord(cmd)) {
+    out(HELP);
+    return MountExit.SUCCESS;
+  }
   try {
     switch (cmd) {
-      case undefined:
-        err(HELP);
-        return MountExit.USAGE;
-      case 'help': case '-h': case '--help':
-        out(HELP);
-        return MountExit.SUCCESS;
       case 'check':
         return check(rest, out);
       case 'explain':
@@ -104,14 +106,10 @@ export async function main(args: string[], cenv: CliEnv = {}): Promise<number> {
 }
 
 function check(args: string[], out: (s: string) => void): number {
-  let json = false;
-  const files: string[] = [];
-  for (const a of args) {
-    if (a === '--json') json = true;
-    else if (a === '-h' || a === '--help') { out(HELP); return MountExit.SUCCESS; }
-    else if (a.startsWith('-')) throw new UsageError(`check: unknown option '${a}'`);
-    else files.push(a);
-  }
+  const p = parseCommandLine(args, { options: { json: { type: 'boolean' } }, prefix: 'check: ' });
+  if (p.help) { out(HELP); return MountExit.SUCCESS; }
+  const json = p.values.json === true;
+  const files = p.positionals;
   if (files.length > 1) throw new UsageError('check takes at most one FILE');
   const file = policyPath(files[0]);
   const diags = checkPolicy(file);
@@ -133,36 +131,33 @@ function num(flag: string, v: string | undefined): number {
   return Number(v);
 }
 
+const EXPLAIN_OPTIONS = {
+  type: { type: 'string', short: 't' },
+  options: { type: 'string', short: 'o', multiple: true },
+  uid: { type: 'string' },
+  gid: { type: 'string' },
+  groups: { type: 'string' },
+  policy: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
 function explain(args: string[], factEnv: FactEnv, out: (s: string) => void): number {
-  const positional: string[] = [];
-  let type: string | undefined;
-  const options: string[] = [];
-  let uid: number | undefined;
-  let gid: number | undefined;
-  let groups: number[] | undefined;
-  let policyFile: string | undefined;
-  let json = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const value = (): string => {
-      const v = args[++i];
-      if (v === undefined) throw new UsageError(`${a} needs a value`);
-      return v;
-    };
-    switch (a) {
-      case '-t': type = value(); break;
-      case '-o': options.push(...value().split(',').filter(Boolean)); break;
-      case '--uid': uid = num(a, value()); break;
-      case '--gid': gid = num(a, value()); break;
-      case '--groups': groups = value().split(',').filter(Boolean).map((g) => num(a, g)); break;
-      case '--policy': policyFile = value(); break;
-      case '--json': json = true; break;
-      case '-h': case '--help': out(HELP); return MountExit.SUCCESS;
-      default:
-        if (a.startsWith('-') && a !== '-') throw new UsageError(`explain: unknown option '${a}'`);
-        positional.push(a);
-    }
-  }
+  const p = parseCommandLine(args, { options: EXPLAIN_OPTIONS, prefix: 'explain: ' });
+  if (p.help) { out(HELP); return MountExit.SUCCESS; }
+  const v = p.values;
+  const positional = p.positionals;
+  const type = stringValue(v, 'type');
+  const options = stringValues(v, 'options').flatMap((o) => o.split(',').filter(Boolean));
+  const numeric = (name: string): number | undefined => {
+    const s = stringValue(v, name);
+    return s === undefined ? undefined : num(`--${name}`, s);
+  };
+  const uid = numeric('uid');
+  const gid = numeric('gid');
+  const groupList = stringValue(v, 'groups');
+  const groups = groupList === undefined ? undefined : groupList.split(',').filter(Boolean).map((g) => num('--groups', g));
+  const policyFile = stringValue(v, 'policy');
+  const json = v.json === true;
   if (positional.length < 1 || positional.length > 2) throw new UsageError('explain takes SOURCE and optionally MOUNTPOINT');
 
   const accounts = new Accounts(factEnv.passwd, factEnv.group);

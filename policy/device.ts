@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { blkidProbe } from '../lib/native';
 import { busFromDevPath, externalPcie, HOTPLUG_BUSES } from './fixed-disk';
+import { TIMEOUTS } from '../lib/timeouts';
 import type { Bus } from './types';
 
 export interface ProbeResult {
@@ -42,7 +43,7 @@ export function parseExport(out: string): Record<string, string> {
  */
 export function probe(blkid: string, path: string): ProbeResult {
   const { spawnSync } = require('node:child_process') as typeof ChildProcess;
-  const r = spawnSync(blkid, ['-p', '-o', 'export', '--', path], { encoding: 'utf8', timeout: 10_000, env: {} });
+  const r = spawnSync(blkid, ['-p', '-o', 'export', '--', path], { encoding: 'utf8', timeout: TIMEOUTS.blkid.defaultMs, env: {} });
   if (r.error !== undefined) {
     return { tags: {}, problem: `cannot run ${blkid}: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}` };
   }

@@ -14,25 +14,12 @@
  */
 import * as fs from 'node:fs';
 import { msFlagsOf } from '../lib/mount-flags';
-import {
-  Channel,
-  FILE_ARGV,
-  FILE_FUSEDEV,
-  FSOPEN_FLAGS,
-  HELLO_FLAGS,
-  PROTOCOL_VERSION,
-  ProtocolError,
-  REQUEST_FLAGS,
-  S_IFDIR,
-  readArgvFd,
-  type Message,
-} from '../lib/protocol';
+import { TIMEOUTS } from '../lib/timeouts';
+import { ERRNO } from '../lib/errno';
+import { Channel, FILE_ARGV, FILE_FUSEDEV, FSOPEN_FLAGS, HELLO_FLAGS, PROTOCOL_VERSION, ProtocolError, REQUEST_FLAGS, S_IFDIR, readArgvFd, type Message } from '../lib/protocol';
 
-/** ENOTBLK: the helper's answer to BDEV for a regular file. */
-const ENOTBLK = 15;
-
-/** How long one message may take before the adapter gives up. */
-const STEP_TIMEOUT_MS = 30_000;
+/** How long one message may take before the adapter gives up (lib/timeouts.ts). */
+const STEP_TIMEOUT_MS = TIMEOUTS.adapterStep.defaultMs;
 
 /** The mount request as the helper's argv memfd states it. */
 export interface MountArgs {
@@ -153,7 +140,7 @@ export class AdapterSession {
     };
     const bdev = await ask('BDEV', REQUEST_FLAGS.QUIET);
     if (bdev.error === 0) return { fd: bdev.fd!, isBlock: true };
-    if (bdev.error !== ENOTBLK) throw new HelperRefused('BDEV', bdev.error);
+    if (bdev.error !== ERRNO.ENOTBLK) throw new HelperRefused('BDEV', bdev.error);
     const file = await ask('OPEN', 0);
     if (file.error !== 0) throw new HelperRefused('OPEN', file.error);
     return { fd: file.fd!, isBlock: false };

@@ -9,6 +9,8 @@
  */
 import * as fs from 'node:fs';
 import { findBackend } from '../lib/backends';
+import { parseCommandLine, UsageError } from '../lib/cli-args';
+import { processIo } from '../lib/output';
 import { createLogger } from '../lib/log';
 import { Channel } from '../lib/protocol';
 import { execServer, planLaunch } from './launch';
@@ -28,9 +30,21 @@ function checkActivation(): string | null {
   return null;
 }
 
+/** The one argument, BACKEND; '' when the command line is not that. */
+function backendArg(args: string[]): { name: string; error: string | null } {
+  try {
+    const p = parseCommandLine(args, { options: {}, maxPositionals: 1 });
+    return { name: p.help ? '' : (p.positionals[0] ?? ''), error: null };
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    return { name: '', error: e.message };
+  }
+}
+
 async function main(): Promise<number> {
-  const name = process.argv[2] ?? '';
+  const { name, error } = backendArg(process.argv.slice(2));
   const log = createLogger({ identifier: `fusegate-${name || 'adapter'}`, fallback: 'stderr' });
+  if (error !== null) log.error(`${error}: the adapter takes one argument, BACKEND`);
   const backend = findBackend(name);
   if (!backend || !backend.argv) {
     log.error(`unknown backend '${name}'; the unit's ExecStart names one from the backends table`);
@@ -77,7 +91,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`fusegate adapter: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    processIo.err(`fusegate adapter: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(4);
   },
 );

@@ -84,6 +84,37 @@ function plainBuiltins(code) {
     code.includes(`${name}.default`) ? all : `${name} = ${req}`);
 }
 
+/*
+ * The socket directory (lib/socket-dir.ts): libfuse's service_socket_dir from
+ * fuse3.pc where the installed libfuse has that variable, so fusegate's
+ * services listen where libfuse's helper looks and fusegate's helper finds
+ * libfuse's services; else libfuse's default, as the source has it. Decided
+ * here, once per build, so no program asks pkg-config at run time.
+ */
+const SOCKET_DIR_SOURCE = path.join(ROOT, 'lib', 'socket-dir.ts');
+
+function builtSocketDir() {
+  const fallback = /^export const BUILT_SOCKET_DIR = '([^']*)';$/m.exec(fs.readFileSync(SOCKET_DIR_SOURCE, 'utf8'))[1];
+  const r = spawnSync('pkg-config', ['--variable=service_socket_dir', 'fuse3'], { encoding: 'utf8' });
+  const dir = r.status === 0 ? r.stdout.trim() : '';
+  if (dir === '') return { dir: fallback, from: 'libfuse default; fuse3.pc has no service_socket_dir' };
+  if (!/^\/[^'"\\\n]*$/.test(dir)) throw new Error(`bundle: fuse3.pc's service_socket_dir '${dir}' is not a plain absolute path`);
+  return { dir, from: "fuse3.pc's service_socket_dir" };
+}
+
+/** Writes the directory over BUILT_SOCKET_DIR's literal in compiled code (tsc's `exports.X = '…'`, esbuild's `var X = "…"`); exactly once. */
+function withSocketDir(code, file) {
+  let n = 0;
+  const out = code.replace(/\b((?:exports\.)?BUILT_SOCKET_DIR\d* = )(['"])[^'"]*\2;/g, (_, lhs) => (n++, `${lhs}${JSON.stringify(socketDir.dir)};`));
+  if (n !== 1) throw new Error(`bundle: expected BUILT_SOCKET_DIR once in ${file}, found it ${n} times`);
+  return out;
+}
+
+const socketDir = builtSocketDir();
+process.stdout.write(`bundle: socket directory ${socketDir.dir} (${socketDir.from})\n`);
+const tscSocketDir = path.join(ROOT, 'dist', 'lib', 'socket-dir.js');
+fs.writeFileSync(tscSocketDir, withSocketDir(fs.readFileSync(tscSocketDir, 'utf8'), tscSocketDir));
+
 const esbuild = require('esbuild');
 for (const [entry, loader, flags] of PROGRAMS) {
   const bundle = loader.replace(/\.js$/, '.bundle.js');
@@ -100,7 +131,9 @@ for (const [entry, loader, flags] of PROGRAMS) {
     logLevel: 'warning',
   });
   // The loader wraps the bundle in a function: an entry's #! line cannot stay.
-  fs.writeFileSync(bundlePath, plainBuiltins(fs.readFileSync(bundlePath, 'utf8').replace(/^#!.*\n/, '')));
+  let code = plainBuiltins(fs.readFileSync(bundlePath, 'utf8').replace(/^#!.*\n/, ''));
+  if (code.includes('BUILT_SOCKET_DIR')) code = withSocketDir(code, bundle);
+  fs.writeFileSync(bundlePath, code);
   const loaderPath = path.join(ROOT, loader);
   fs.writeFileSync(loaderPath, loaderSource(path.basename(bundle)), { mode: 0o755 });
   fs.chmodSync(loaderPath, 0o755);

@@ -8,8 +8,8 @@
  * Where no journal listens (a container without systemd, a rescue shell) the
  * entry goes to stderr instead, as one readable line, so nothing is lost.
  */
-import * as fs from 'node:fs';
 import { sendDatagram, SyscallError } from '../native';
+import { writeOut } from '../output';
 
 export const JOURNAL_SOCKET = '/run/systemd/journal/socket';
 
@@ -129,11 +129,7 @@ export class Logger {
     // already goes to the journal, which names the unit: give it the priority
     // in the <N> prefix it parses, not a second identifier.
     const prefix = process.env.JOURNAL_STREAM ? `<${priority}>` : `${this.opts.identifier}[${process.pid}]: `;
-    try {
-      fs.writeSync(2, `${prefix}${message}${extra ? ' ' + extra : ''}\n`);
-    } catch {
-      // stderr closed: there is nowhere left to report to
-    }
+    writeOut(2, `${prefix}${message}${extra ? ' ' + extra : ''}\n`);
   }
 }
 

@@ -70,6 +70,3 @@ export const MNTP_FORMATS: readonly number[] = [0, S_IFDIR, S_IFREG];
 /** The well-known FILE paths the helper sends before any OPEN/BDEV. */
 export const FILE_ARGV = 'argv';
 export const FILE_FUSEDEV = 'fusedev';
-
-/** Where a backend's socket lives: /run/filesystems/<subtype>. */
-export const SOCKET_DIR = '/run/filesystems';

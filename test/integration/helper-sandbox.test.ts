@@ -44,7 +44,9 @@ describe.skipIf(!canRun)('helper sandbox path', () => {
     await activator?.stop();
     activator = undefined;
     fs.rmSync(fakeLog, { force: true });
-    process.env.FUSEGATE_TIMEOUT = savedEnv.FUSEGATE_TIMEOUT;
+    // Assigning undefined would set the string 'undefined', which the helper refuses as a timeout.
+    if (savedEnv.FUSEGATE_TIMEOUT === undefined) delete process.env.FUSEGATE_TIMEOUT;
+    else process.env.FUSEGATE_TIMEOUT = savedEnv.FUSEGATE_TIMEOUT;
   });
 
   afterAll(() => {

@@ -107,6 +107,30 @@ describe('fusegate status without systemd', () => {
     expect((await run(['--help'])).out).toMatch(/^SYNOPSIS$/m);
   });
 
+  it('names the unit the helper recorded in utab, with its server from the cgroup tree', async () => {
+    const utab = path.join(dir, 'utab-with-unit');
+    fs.writeFileSync(utab, UTAB.replace('OPTS=uhelper=udisks2,', 'OPTS=uhelper=udisks2,x-fusegate.unit=fusefat@3-1234-0.service,'));
+    const slice = path.join(dir, 'system.slice');
+    const unitDir = path.join(slice, 'system-fusefat.slice', 'fusefat@3-1234-0.service');
+    fs.mkdirSync(unitDir, { recursive: true });
+    // this test process stands in for the FUSE server
+    fs.writeFileSync(path.join(unitDir, 'cgroup.procs'), `${process.pid}\n`);
+    const saved = process.env.FUSEGATE_CGROUP_SYSTEM_SLICE;
+    process.env.FUSEGATE_CGROUP_SYSTEM_SLICE = slice;
+    try {
+      const r = await run(['--json'], { ...src, utab });
+      const report = JSON.parse(r.out) as StatusReport;
+      expect(report.systemd.available).toBe(false);
+      expect(report.mounts[0]).toMatchObject({ mountpoint: '/media/root/CAMERA', unit: 'fusefat@3-1234-0.service', pid: process.pid, memorySource: 'VmRSS' });
+      expect(report.mounts[0]!.memoryBytes).toBeGreaterThan(0);
+      // no record and no instance: still unknown
+      expect(report.mounts[1]).toMatchObject({ mountpoint: '/media/root/My Disk', unit: null, pid: null });
+    } finally {
+      if (saved === undefined) delete process.env.FUSEGATE_CGROUP_SYSTEM_SLICE;
+      else process.env.FUSEGATE_CGROUP_SYSTEM_SLICE = saved;
+    }
+  });
+
   it('prints memory as systemctl does', () => {
     expect(humanBytes(null)).toBe('-');
     expect(humanBytes(512)).toBe('512B');
