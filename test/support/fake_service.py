@@ -191,7 +191,11 @@ def main():
     log['source_head'] = os.pread(src_fd, 16, 1024 + 56).hex()  # ext2/3/4 magic at 1080
 
     if mode == 'extra-fd':
-        command(sock, 'TYPE', struct.pack('>I', 0), fds=[src_fd])
+        try:
+            command(sock, 'TYPE', struct.pack('>I', 0), fds=[src_fd])
+        except PermissionError as e:  # the helper's socket refuses fds (SO_PASSRIGHTS off)
+            log['extra_fd_error'] = errno.errorcode[e.errno]
+            write_log()
         return
     if mode == 'oversize':
         send(sock, struct.pack('>I', MAGIC['NAME']) + b'a' * 70000 + b'\0')
