@@ -13,8 +13,10 @@ import { printTimings } from './timing';
 // or DIR under a mount whose server never answers) blocks the event loop and
 // every timer with it. The addon's watchdog thread is not blocked by it: it
 // prints the line, undoes a mount already made, and exits 32.
+// Counted from the process's start, as mount(8) sees it (Node's start-up can
+// take most of a second on a loaded machine).
 const limit = timeoutMs() + 1000;
-watchdogArm(limit, `mount.fusegate: gave up after ${limit / 1000} s: something did not answer (FUSEGATE_TIMEOUT=${timeoutMs() / 1000})`);
+watchdogArm(limit - process.uptime() * 1000, `mount.fusegate: gave up after ${limit / 1000} s: something did not answer (FUSEGATE_TIMEOUT=${timeoutMs() / 1000})`);
 
 // Everything the helper says goes out with write(2) as it says it, and all
 // its work is awaited: nothing is left for Node's teardown but time (~1 ms).

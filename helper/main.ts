@@ -17,6 +17,7 @@ import { kernelMount } from './kernel-mount';
 import { writeOut } from './output';
 import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
+import { guardPathsThroughFuse } from './watchdog';
 
 const DEFAULT_TIMEOUT_S = 30;
 
@@ -76,6 +77,9 @@ function printTrace(ctx: MountContext): void {
 async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number): Promise<number> {
   const caller = callerOf();
   requireRoot(caller);
+  // Before SOURCE and DIR are touched: a FUSE server on their way that never
+  // answers would hold the helper where only the watchdog's abort frees it.
+  guardPathsThroughFuse([args.source, args.mountpoint]);
   mark('start');
   const ctx = buildContext(args, caller);
   mark('decided');

@@ -11,7 +11,7 @@ import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
-import { fusectlAbortFile } from './fusectl';
+import { guardNewMount } from './watchdog';
 import { instanceForClient, instanceProcesses } from './service-instance';
 import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
 
@@ -92,7 +92,7 @@ export async function sandboxMount(
     );
     const result = await session.run();
     // From here a mount exists: should the watchdog fire, it undoes it.
-    if (session.mount) native.watchdogCleanup(fusectlAbortFile(session.mount.device), args.mountpoint);
+    if (session.mount) guardNewMount(session.mount.device, args.mountpoint);
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
     await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));

@@ -1045,7 +1045,8 @@ static pthread_cond_t wd_cond;
 static int wd_started, wd_armed;
 static struct timespec wd_deadline;
 static char wd_message[512];
-static char wd_abort_file[128];  /* fusectl's abort file of the mount's connection, "" if none */
+#define WD_MAX_ABORTS 8
+static char wd_abort_files[WD_MAX_ABORTS][64]; /* fusectl abort files of connections to end, "" if unused */
 static char wd_detach_path[4096]; /* the mountpoint to detach, "" if none */
 
 static void *watchdog_thread(void *unused) {
@@ -1064,10 +1065,12 @@ static void *watchdog_thread(void *unused) {
       continue;
     /* Fire: the lock stays held, so nothing can re-arm or disarm meanwhile. */
     if (write(2, wd_message, strlen(wd_message)) < 0) { /* nothing left to tell */ }
-    if (wd_abort_file[0]) {
-      int fd = open(wd_abort_file, O_WRONLY | O_CLOEXEC);
+    /* A thread waiting for a FUSE request the server has read cannot be
+     * killed, not even by _exit: only ending the connection frees it. */
+    for (int i = 0; i < WD_MAX_ABORTS && wd_abort_files[i][0]; i++) {
+      int fd = open(wd_abort_files[i], O_WRONLY | O_CLOEXEC);
       if (fd >= 0) {
-        if (write(fd, "1", 1) < 0) { /* the detach below still removes the mount */ }
+        if (write(fd, "1", 1) < 0) { /* gone already */ }
         close(fd);
       }
     }
@@ -1120,23 +1123,38 @@ static napi_value js_watchdog_arm(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-/* watchdogCleanup(abortFile | null, detachPath | null): what to undo when it fires. */
+/* watchdogCleanup(abortFiles: string[], detachPath | null): what to undo
+ * when it fires; replaces what was set before. */
 static napi_value js_watchdog_cleanup(napi_env env, napi_callback_info info) {
   GET_ARGS(2);
-  char *abort_file, *detach_path;
-  if (arg_string(env, argv[0], &abort_file, 1)) return NULL;
-  if (arg_string(env, argv[1], &detach_path, 1)) { free(abort_file); return NULL; }
-  int too_long = (abort_file && strlen(abort_file) >= sizeof wd_abort_file) ||
-                 (detach_path && strlen(detach_path) >= sizeof wd_detach_path);
-  if (!too_long) {
-    pthread_mutex_lock(&wd_lock);
-    snprintf(wd_abort_file, sizeof wd_abort_file, "%s", abort_file ? abort_file : "");
-    snprintf(wd_detach_path, sizeof wd_detach_path, "%s", detach_path ? detach_path : "");
-    pthread_mutex_unlock(&wd_lock);
+  uint32_t n;
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || n > WD_MAX_ABORTS) {
+    napi_throw_type_error(env, NULL, "expected an array of at most 8 abort files");
+    return NULL;
   }
-  free(abort_file);
+  char files[WD_MAX_ABORTS][sizeof wd_abort_files[0]];
+  memset(files, 0, sizeof files);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    char *f;
+    napi_get_element(env, argv[0], i, &v);
+    if (arg_string(env, v, &f, 0)) return NULL;
+    int too_long = strlen(f) >= sizeof files[0];
+    if (!too_long) strcpy(files[i], f);
+    free(f);
+    if (too_long) return throw_errno(env, ENAMETOOLONG, "watchdogCleanup");
+  }
+  char *detach_path;
+  if (arg_string(env, argv[1], &detach_path, 1)) return NULL;
+  if (detach_path && strlen(detach_path) >= sizeof wd_detach_path) {
+    free(detach_path);
+    return throw_errno(env, ENAMETOOLONG, "watchdogCleanup");
+  }
+  pthread_mutex_lock(&wd_lock);
+  memcpy(wd_abort_files, files, sizeof files);
+  snprintf(wd_detach_path, sizeof wd_detach_path, "%s", detach_path ? detach_path : "");
+  pthread_mutex_unlock(&wd_lock);
   free(detach_path);
-  if (too_long) return throw_errno(env, ENAMETOOLONG, "watchdogCleanup");
   return undefined(env);
 }
 
@@ -1145,7 +1163,8 @@ static napi_value js_watchdog_disarm(napi_env env, napi_callback_info info) {
   (void)info;
   pthread_mutex_lock(&wd_lock);
   wd_armed = 0;
-  wd_abort_file[0] = wd_detach_path[0] = '\0';
+  memset(wd_abort_files, 0, sizeof wd_abort_files);
+  wd_detach_path[0] = '\0';
   if (wd_started) pthread_cond_signal(&wd_cond);
   pthread_mutex_unlock(&wd_lock);
   return undefined(env);

@@ -74,7 +74,7 @@ interface NativeAddon {
   pidfdSendSignal(pidfd: number, signal: number): void;
   pollReadable(fd: number, timeoutMs: number): Promise<number>;
   watchdogArm(ms: number, message: string): void;
-  watchdogCleanup(abortFile: string | null, detachPath: string | null): void;
+  watchdogCleanup(abortFiles: string[], detachPath: string | null): void;
   watchdogDisarm(): void;
   restrictDeviceIoctls(allowed: number[]): void;
 }
@@ -449,13 +449,13 @@ export function watchdogArm(ms: number, message: string): void {
 }
 
 /**
- * What the watchdog undoes when it fires: writes 1 to `abortFile` (fusectl's
- * abort of the mount's connection), then detaches `detachPath` (MNT_DETACH,
- * UMOUNT_NOFOLLOW). null clears either.
+ * What the watchdog undoes when it fires, replacing what was set before:
+ * writes 1 to each of `abortFiles` (at most 8; fusectl's abort files of FUSE
+ * connections), then detaches `detachPath` (MNT_DETACH, UMOUNT_NOFOLLOW).
  */
-export function watchdogCleanup(abortFile: string | null, detachPath: string | null): void {
+export function watchdogCleanup(abortFiles: readonly string[], detachPath: string | null): void {
   if (addon === undefined) return; // never armed in this process
-  call(() => native().watchdogCleanup(abortFile, detachPath));
+  call(() => native().watchdogCleanup([...abortFiles], detachPath));
 }
 
 export function watchdogDisarm(): void {
