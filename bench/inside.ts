@@ -92,7 +92,8 @@ function cgroupRoot(): string {
   return fs.existsSync('/sys/fs/cgroup/unified/system.slice') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
 }
 
-const SLICE = `system.slice/system-${BACKEND.replace(/-/g, '\\x2d')}.slice`;
+/** Every instance runs in fusegate.slice (the units' Slice=, admin/units.ts). */
+const SLICE = 'fusegate.slice';
 
 /** Active service instances of the backend, by cgroup (cheaper than asking systemctl). */
 function instanceUnits(): string[] {

@@ -13,9 +13,16 @@ const SYSTEM_SLICES = process.env.FUSEGATE_CGROUP_SYSTEM_SLICE
   ? [process.env.FUSEGATE_CGROUP_SYSTEM_SLICE]
   : ['/sys/fs/cgroup/system.slice', '/sys/fs/cgroup/unified/system.slice', '/sys/fs/cgroup/systemd/system.slice'];
 
-/** The template's slice directories that exist here; systemd escapes '-' in slice names as \x2d. */
+/**
+ * The slice directories an instance of `backend` can be in, that exist here:
+ * fusegate.slice (the units' Slice=, admin/units.ts), beside system.slice,
+ * then the template's default slice inside system.slice (units from before
+ * the slice); systemd escapes '-' in slice names as \x2d.
+ */
 function templateSlices(backend: string): string[] {
-  return SYSTEM_SLICES.map((s) => `${s}/system-${backend.replace(/-/g, '\\x2d')}.slice`).filter((d) => fs.existsSync(d));
+  const fusegate = SYSTEM_SLICES.map((s) => `${s.slice(0, s.lastIndexOf('/'))}/fusegate.slice`);
+  const template = SYSTEM_SLICES.map((s) => `${s}/system-${backend.replace(/-/g, '\\x2d')}.slice`);
+  return [...fusegate, ...template].filter((d) => fs.existsSync(d));
 }
 
 /** The instance started for this process's connection to `backend`, or null outside systemd. */

@@ -1185,9 +1185,10 @@ static napi_value js_watchdog_disarm(napi_env env, napi_callback_info info) {
 #define IOC_TYPE_SG 0x22
 
 /* restrictDeviceIoctls(allowedCmds: number[]): PR_SET_NO_NEW_PRIVS, then a
- * seccomp filter that fails ioctl(2) with EPERM for every block, loop and SG
- * command not in allowedCmds; everything else passes (the unit's own filter
- * still applies). Inherited across execve: for the FUSE server. */
+ * seccomp filter on the calling thread that fails ioctl(2) with EPERM for
+ * every block, loop and SG command not in allowedCmds; everything else
+ * passes (the unit's own filter still applies). Kept across execve: for the
+ * FUSE server, so call it on the thread that execs, just before. */
 static napi_value js_restrict_device_ioctls(napi_env env, napi_callback_info info) {
 #ifndef FG_AUDIT_ARCH
   (void)info;
@@ -1234,9 +1235,11 @@ static napi_value js_restrict_device_ioctls(napi_env env, napi_callback_info inf
 #undef INS
   struct sock_fprog fprog = {.len = (unsigned short)k, .filter = prog};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return throw_errno(env, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-  /* TSYNC: every thread of this process (libuv's pool too), not only this one. */
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog) != 0)
-    return throw_errno(env, errno, "seccomp");
+  /* prctl, not seccomp(2): the units' SystemCallFilter=@system-service has
+   * prctl but not seccomp. It filters this thread only, which is the one
+   * that calls execve next; execve ends every other thread. */
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) < 0)
+    return throw_errno(env, errno, "prctl(PR_SET_SECCOMP)");
   return undefined(env);
 #endif
 }

@@ -466,10 +466,11 @@ export function watchdogDisarm(): void {
 // ------------------------------------------------------------------ seccomp
 
 /**
- * Sets no_new_privs and installs a seccomp filter on every thread that fails
- * ioctl(2) with EPERM for all block (0x12xx), loop (0x4Cxx) and SCSI generic
- * (0x22xx) commands except `allowed`; other ioctls and syscalls pass. It is
- * inherited across execve and cannot be removed.
+ * Sets no_new_privs and installs a seccomp filter that fails ioctl(2) with
+ * EPERM for all block (0x12xx), loop (0x4Cxx) and SCSI generic (0x22xx)
+ * commands except `allowed`; other ioctls and syscalls pass. It filters the
+ * calling (main) thread only: call it just before execve, which keeps it
+ * for the new program and ends the other threads. It cannot be removed.
  */
 export function restrictDeviceIoctls(allowed: readonly number[]): void {
   call(() => native().restrictDeviceIoctls([...allowed]));
