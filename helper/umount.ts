@@ -155,12 +155,13 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   }
   if (process.getuid!() !== 0) throw new FusegateError('only root may unmount sandboxed mounts for now', { exitCode: MountExit.USAGE });
   const target = positional[0]!;
-  if (!readMountinfo().some((m) => m.mountpoint === target)) {
+  const top = readMountinfo().filter((m) => m.mountpoint === target).at(-1);
+  if (top === undefined) {
     say(`${target}: not mounted`);
     return MountExit.FAILURE;
   }
   // The mount's device names its FUSE connection, should the unmount hang.
-  const device = readMountinfo().filter((m) => m.mountpoint === target).at(-1)?.device ?? null;
+  const device = top.device;
   const unit = recordedUnit(target);
   const pidfds = openPidfds(unit ? instanceProcesses(unit) : []);
   try {
