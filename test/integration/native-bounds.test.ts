@@ -76,7 +76,7 @@ describe.skipIf(!canRun)('native addon: bounded waits, refused fds', () => {
     const script = `
       const n = require(${JSON.stringify(NATIVE)});
       n.watchdogArm(400, 'test: gave up');
-      n.watchdogCleanup(null, ${JSON.stringify(mnt)});
+      n.watchdogCleanup([], ${JSON.stringify(mnt)});
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10000);
       process.exit(0);
     `;
