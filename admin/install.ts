@@ -27,7 +27,7 @@ import {
   BIN_DIR, CLI_TARGET, DIVERTED_DIR, HELPER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
-import { allUnits, adaptedBackends } from './units';
+import { allUnits, adaptedBackends, SLICE } from './units';
 
 export type { Io } from '../lib/output';
 
@@ -331,6 +331,13 @@ class Installer {
 
   private units(): void {
     const units = allUnits({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath, socketDir: BUILT_SOCKET_DIR });
+    // The slice every instance runs in (Slice=): its caps bound all sandboxed servers together.
+    const slice = units.find((u) => u.name === SLICE)!;
+    const slicePath = `${UNIT_DIR}/${slice.name}`;
+    this.m.files.push(slicePath);
+    const sliceResult = this.w.writeFile(slicePath, Buffer.from(slice.text), 0o644);
+    if (sliceResult === 'installed') this.unitsChanged = true;
+    this.r.line(sliceResult, `slice ${this.show(slicePath)} (caps for all sandboxed servers)`);
     for (const b of adaptedBackends()) {
       const mine = units.filter((u) => u.name === `${b.name}.socket` || u.name === `${b.name}@.service`);
       const results: WriteResult[] = mine.map((u) => {

@@ -19,6 +19,7 @@ import { mark } from './timing';
 import { recordInUtab, userspaceOptions } from './utab';
 import { timeoutMs } from '../lib/timeouts';
 import { UNIT_OPTION } from '../lib/instance';
+import { guardPathsThroughFuse } from './watchdog';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
@@ -70,6 +71,9 @@ function printTrace(ctx: MountContext): void {
 async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number): Promise<number> {
   const caller = callerOf();
   requireRoot(caller);
+  // Before SOURCE and DIR are touched: a FUSE server on their way that never
+  // answers would hold the helper where only the watchdog's abort frees it.
+  guardPathsThroughFuse([args.source, args.mountpoint]);
   mark('start');
   const ctx = buildContext(args, caller);
   mark('decided');

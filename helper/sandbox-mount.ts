@@ -13,6 +13,7 @@ import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
 import { instanceForClient, instanceProcesses } from '../lib/instance';
 import { TIMEOUTS } from '../lib/timeouts';
+import { guardNewMount } from './watchdog';
 import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
 
 export interface SandboxOutcome {
@@ -59,12 +60,16 @@ export async function sandboxMount(
   if (!ctx.socket || !decision.backend) throw new FusegateError('internal: sandbox path without a backend', { exitCode: MountExit.INTERNAL });
   const rule = ctx.policy.rules.find((r) => r.name === decision.rule);
   const fd = native.socketSeqpacket();
+  // The server never sends fds to the helper (only FILE carries one, and only
+  // the helper sends FILE): have the kernel refuse them, so a hostile server
+  // cannot push an fd into root's process at all (fails soft before Linux 6.16).
+  native.refusePassedFds(fd);
   const channel = new Channel(fd, 'helper');
   let unit: string | null = null;
   let session: HelperSession | undefined;
   try {
     try {
-      await native.connect(fd, ctx.socket);
+      await native.connect(fd, ctx.socket, deadline - Date.now());
     } catch (err) {
       throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
     }
@@ -87,6 +92,8 @@ export async function sandboxMount(
       onEvent,
     );
     const result = await session.run();
+    // From here a mount exists: should the watchdog fire, it undoes it.
+    if (session.mount) guardNewMount(session.mount.device, args.mountpoint);
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
     await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), TIMEOUTS.mountAnswerMinimum.defaultMs));

@@ -15,12 +15,17 @@
 import { MountExit } from '../lib/errors';
 import { instanceOfMount, instanceProcesses } from '../lib/instance';
 import { mountAt, readMountinfo } from '../lib/mountinfo';
+import * as native from '../lib/native';
 import { run } from '../lib/native';
 import { writeOut } from '../lib/output';
 import { requireRoot } from '../lib/root';
-import { timeoutMs, TIMEOUTS } from '../lib/timeouts';
+import { timeoutMs, timeoutMsOrDefault, TIMEOUTS } from '../lib/timeouts';
 import * as fs from 'node:fs';
+import { constants } from 'node:os';
 import { helperWords, UsageError, type HelperWord } from './args';
+import { abortConnection } from './fusectl';
+
+const SIGKILL = constants.signals.SIGKILL;
 
 export const UMOUNT_HELP = `Usage: umount.fusegate DIR [-flnrv] [-N NS] [-t TYPE]
 
@@ -38,17 +43,69 @@ Options (as umount(8) passes them):
   -t   ignored
 
 Environment:
-  FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default ${TIMEOUTS.umountWait.defaultMs / 1000})
+  FUSEGATE_TIMEOUT   seconds to wait for the unmount and the server's exit
+                     (default ${TIMEOUTS.umountWait.defaultMs / 1000}); an unmount still stuck then (a server
+                     that never answers the kernel's DESTROY) is ended by
+                     aborting the FUSE connection and killing the server
 
 Exit status: 0 unmounted and the server exited; umount(8)'s status if the
-unmount failed; 32 if the server was still running when the time ran out.`;
+unmount failed; 32 if the server was still running when the time ran out,
+or the unmount had to be forced.`;
 
 function say(line: string): void {
   writeOut(2, `umount.fusegate: ${line}\n`);
 }
 
-function alive(pid: number): boolean {
-  return fs.existsSync(`/proc/${pid}`);
+/** Seconds umount.fusegate may take (FUSEGATE_TIMEOUT; the default for a bad value, which runUmountHelper reports). */
+export function umountTimeoutS(): number {
+  return timeoutMsOrDefault('umountWait') / 1000;
+}
+
+/** After aborting a stuck unmount: how long the kernel and the killed server get to finish. */
+export const ABORT_GRACE_MS = TIMEOUTS.umountAbortGrace.defaultMs;
+
+/**
+ * A pidfd per server process, opened before the unmount: from then on each
+ * names that process and no later one that reuses its pid. A process that
+ * exited already has nothing to wait for.
+ */
+function openPidfds(pids: number[]): number[] {
+  const fds: number[] = [];
+  for (const pid of pids) {
+    try {
+      fds.push(native.pidfdOpen(pid));
+    } catch (err) {
+      if (!(err instanceof native.SyscallError && err.code === 'ESRCH')) throw err;
+    }
+  }
+  return fds;
+}
+
+/** Resolves true once every pidfd's process has exited, false if `ms` pass first. */
+async function allExited(pidfds: number[], ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (const fd of pidfds) {
+    try {
+      await native.pollReadable(fd, until - Date.now());
+    } catch (err) {
+      if (err instanceof native.SyscallError && err.code === 'ETIMEDOUT') return false;
+      throw err;
+    }
+  }
+  return true;
+}
+
+/** The promise's value, or 'timeout' when `ms` pass first. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), Math.max(ms, 0));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function runUmountHelper(argv: string[]): Promise<number> {
@@ -97,22 +154,62 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
     say(`${target}: not mounted`);
     return MountExit.FAILURE;
   }
+  // The mount's device names its FUSE connection, should the unmount hang.
+  const device = mount.device;
   const unit = instanceOfMount(mount)?.unit ?? null;
-  const servers = unit ? instanceProcesses(unit) : [];
+  const pidfds = openPidfds(unit ? instanceProcesses(unit) : []);
+  try {
+    const deadline = Date.now() + timeoutS * 1000;
+    const t0 = Date.now();
 
-  const status = await run(process.env.FUSEGATE_UMOUNT_BIN ?? '/bin/umount', ['umount', '-i', ...flags, target]);
-  if (status.code !== 0) return status.signal ? MountExit.SYSTEM : status.code;
-  if (lazy || servers.length === 0) return MountExit.SUCCESS;
+    // Every block device mount is fuseblk: umount(2) sends DESTROY and waits,
+    // uninterruptibly, for the server's reply. A server that never replies
+    // would hold umount(8) (and us) forever. At the deadline the connection is
+    // aborted (which fails the DESTROY, so the unmount completes) and the
+    // server killed: it ignored the kernel, so what it had not written is lost
+    // either way.
+    //
+    // Linux 6.14+ can instead time out FUSE requests by itself
+    // (/proc/sys/fs/fuse/default_request_timeout), but only globally, for
+    // every FUSE filesystem on the machine (sshfs on a slow link included),
+    // and an unmodified server cannot ask for it per mount. So fusegate does
+    // not set it; the deadline here covers the one wait that matters at
+    // unmount, and the helper's own deadlines cover the mount.
+    const umount = run(process.env.FUSEGATE_UMOUNT_BIN ?? '/bin/umount', ['umount', '-i', ...flags, target]);
+    let status = await within(umount, deadline - Date.now());
+    if (status === 'timeout') {
+      const how = device === null ? 'gone' : abortConnection(device);
+      for (const fd of pidfds) {
+        try {
+          native.pidfdSendSignal(fd, SIGKILL);
+        } catch {
+          // exited meanwhile
+        }
+      }
+      status = await within(umount, ABORT_GRACE_MS);
+      const what = how === 'aborted' ? 'aborted its FUSE connection' : how === 'no-fusectl' ? 'could not abort its FUSE connection (fusectl cannot be mounted)' : 'its FUSE connection was gone';
+      const killed = pidfds.length > 0 ? ` and killed ${unit}` : '';
+      if (status === 'timeout') {
+        say(`${target}: the unmount did not finish within ${timeoutS} s; ${what}${killed}, and it is still stuck; do not remove the device`);
+        return MountExit.FAILURE;
+      }
+      await allExited(pidfds, ABORT_GRACE_MS);
+      say(`${target}: the FUSE server did not finish the unmount within ${timeoutS} s; ${what}${killed}; data it had not written is lost`);
+      return status.code === 0 ? MountExit.FAILURE : status.signal ? MountExit.SYSTEM : status.code;
+    }
+    if (status.code !== 0) return status.signal ? MountExit.SYSTEM : status.code;
+    if (lazy || pidfds.length === 0) return MountExit.SUCCESS;
 
-  const until = Date.now() + timeoutS * 1000;
-  const t0 = Date.now();
-  while (servers.some(alive)) {
-    if (Date.now() > until) {
+    // A plain fuse mount's server may still be writing after umount(2): wait
+    // for it, but do not kill it at the deadline, since that is the data the
+    // wait protects; say the device is not safe to remove instead.
+    if (!(await allExited(pidfds, deadline - Date.now()))) {
       say(`${target} is unmounted, but ${unit} is still running after ${timeoutS} s; do not remove the device yet (systemctl status ${unit})`);
       return MountExit.FAILURE;
     }
-    await new Promise((r) => setTimeout(r, 10));
+    if (verbose) say(`${target} unmounted; ${unit} finished after ${Date.now() - t0} ms`);
+    return MountExit.SUCCESS;
+  } finally {
+    for (const fd of pidfds) fs.closeSync(fd);
   }
-  if (verbose) say(`${target} unmounted; ${unit} finished after ${Date.now() - t0} ms`);
-  return MountExit.SUCCESS;
 }

@@ -47,11 +47,16 @@ export function systemSlice(): string | null {
   return systemSlices().find((s) => fs.existsSync(s)) ?? null;
 }
 
-/** The template's slice directories that exist here; systemd escapes '-' in slice names as \x2d. */
+/**
+ * The slice directories an instance of `backend` can be in, that exist here:
+ * fusegate.slice (the units' Slice=, admin/units.ts), beside system.slice,
+ * then the template's default slice inside system.slice (units from before
+ * the slice); systemd escapes '-' in slice names as \x2d.
+ */
 function templateSlices(backend: string): string[] {
-  return systemSlices()
-    .map((s) => `${s}/system-${backend.replace(/-/g, '\\x2d')}.slice`)
-    .filter((d) => fs.existsSync(d));
+  const fusegate = systemSlices().map((s) => `${s.slice(0, s.lastIndexOf('/'))}/fusegate.slice`);
+  const template = systemSlices().map((s) => `${s}/system-${backend.replace(/-/g, '\\x2d')}.slice`);
+  return [...fusegate, ...template].filter((d) => fs.existsSync(d));
 }
 
 function backendOfUnit(unit: string): string {

@@ -25,9 +25,9 @@ export const TIMEOUTS = {
   },
   /** mount.fusegate's last resort beyond `mount`: the session's own deadline fires first and tears down any mount (helper/entry.ts). */
   mountGrace: {
-    defaultMs: 2_000,
+    defaultMs: 1_000,
     env: null,
-    why: 'room for the session to tear down a half-made mount and report before the process is ended',
+    why: "room for the session to tear down a half-made mount and report before the addon's watchdog thread ends the process (it fires even while a synchronous call blocks); 1 s keeps mount(8)'s wait close to what FUSEGATE_TIMEOUT says",
   },
   /** mount.fusegate: the least time the new mount gets to answer statfs, even when `mount`'s deadline is nearly spent (helper/sandbox-mount.ts). */
   mountAnswerMinimum: {
@@ -40,6 +40,12 @@ export const TIMEOUTS = {
     defaultMs: 30_000,
     env: 'FUSEGATE_TIMEOUT',
     why: 'the server writes its last blocks after the connection ends (fuse2fs, ntfs-3g flush caches); 30 s is far beyond what a healthy one needs, and then umount says the device is not safe to remove yet',
+  },
+  /** umount.fusegate, after aborting a stuck unmount: how long the kernel and the killed server get to finish (helper/umount.ts). */
+  umountAbortGrace: {
+    defaultMs: 3_000,
+    env: null,
+    why: 'aborting the FUSE connection fails the pending DESTROY at once and SIGKILL ends the server within milliseconds; 3 s covers a loaded machine',
   },
   /** The adapter, inside the unit: one protocol message each way (sandbox/adapter-session.ts). */
   adapterStep: {

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import type { Backend } from '../lib/backends';
 import * as native from '../lib/native';
 import type { MountHandoff } from './adapter-session';
+import { allowedDeviceIoctls } from './device-ioctls';
 
 export const FUSE_FD = 3;
 export const SOURCE_FD = 4;
@@ -81,7 +82,7 @@ export function planLaunch(backend: Backend, h: MountHandoff): ServerLaunch {
 
 /**
  * Puts /dev/fuse on fd 3 and the source on fd 4 (inheritable), marks every
- * other fd close-on-exec, and execs the server. Returns only by throwing.
+ * other fd close-on-exec, restricts the device ioctls, and execs the server. Returns only by throwing.
  */
 export function execServer(launch: ServerLaunch, h: MountHandoff, socketFd: number): never {
   // Park both above the fixed numbers first: either may currently be 3 or 4.
@@ -94,5 +95,8 @@ export function execServer(launch: ServerLaunch, h: MountHandoff, socketFd: numb
   // Node marks stdin/stdout/stderr close-on-exec at start-up (uv_disable_stdio_inheritance):
   // without this the server's own messages never reach the journal.
   for (const fd of [0, 1, 2]) native.setCloexec(fd, false);
+  // Last, after the unit's own filter: the server may query its device but
+  // not detach it, change it or reread its partitions (device-ioctls.ts).
+  native.restrictDeviceIoctls(allowedDeviceIoctls(h.readOnly));
   return native.execve(launch.file, launch.argv, launch.env);
 }

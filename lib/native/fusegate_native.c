@@ -34,7 +34,15 @@
 #include <sys/wait.h>
 #include <sys/ioctl.h>
 #include <linux/loop.h>
+#include <sys/prctl.h>
+#include <sys/time.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <blkid/blkid.h>
@@ -161,7 +169,7 @@ static int wait_ready(int fd, short events, int timeout_ms) {
 
 /* ------------------------------------------------------------- async work */
 
-enum op_kind { OP_CONNECT, OP_ACCEPT, OP_SEND, OP_RECV, OP_WAITPID, OP_LIBMOUNT };
+enum op_kind { OP_CONNECT, OP_ACCEPT, OP_SEND, OP_RECV, OP_WAITPID, OP_LIBMOUNT, OP_POLL };
 
 struct op {
   napi_async_work work;
@@ -231,11 +239,30 @@ static void op_execute(napi_env env, void *data) {
   struct op *op = data;
   op->err = 0;
   switch (op->kind) {
-  case OP_CONNECT:
+  case OP_CONNECT: {
+    /* A unix socket's connect() only waits while the listener's backlog is
+     * full, and that wait is bounded by SO_SNDTIMEO (a non-blocking connect
+     * would fail EAGAIN at once, and poll() cannot tell when to retry). It
+     * ends with EAGAIN, reported as ETIMEDOUT; the option is reset after. */
+    struct timeval tv = {0, 0};
+    if (op->timeout_ms >= 0) {
+      tv.tv_sec = op->timeout_ms / 1000;
+      tv.tv_usec = (op->timeout_ms % 1000) * 1000;
+      if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1000; /* 0 would mean no limit */
+      if (setsockopt(op->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) { op->err = errno; break; }
+    }
     for (;;) {
       if (connect(op->fd, (struct sockaddr *)&op->addr, op->addr_len) == 0) break;
-      if (errno != EINTR) { op->err = errno; break; }
+      if (errno != EINTR) { op->err = errno == EAGAIN && op->timeout_ms >= 0 ? ETIMEDOUT : errno; break; }
     }
+    if (op->timeout_ms >= 0) {
+      struct timeval none = {0, 0};
+      setsockopt(op->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    }
+    break;
+  }
+  case OP_POLL:
+    op->err = wait_ready(op->fd, POLLIN, op->timeout_ms);
     break;
   case OP_ACCEPT:
     op->err = wait_ready(op->fd, POLLIN, op->timeout_ms);
@@ -414,15 +441,17 @@ static napi_value js_socketpair_seqpacket(napi_env env, napi_callback_info info)
   return arr;
 }
 
-/* connect(fd, path): Promise<0> */
+/* connect(fd, path, timeoutMs): Promise<0>; rejects ETIMEDOUT when the
+ * listener's backlog stays full for timeoutMs */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
-  GET_ARGS(2);
-  int32_t fd;
+  GET_ARGS(3);
+  int32_t fd, timeout;
   char *path;
-  if (arg_int(env, argv[0], &fd) || arg_string(env, argv[1], &path, 0)) return NULL;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[2], &timeout) || arg_string(env, argv[1], &path, 0)) return NULL;
   struct op *op = new_op(env, OP_CONNECT, "connect");
   if (!op) { free(path); return NULL; }
   op->fd = fd;
+  op->timeout_ms = timeout;
   int bad = fill_sockaddr(env, path, &op->addr, &op->addr_len);
   free(path);
   if (bad) { free(op); return NULL; }
@@ -968,6 +997,277 @@ static napi_value js_libmount_mount(napi_env env, napi_callback_info info) {
   return queue_op(env, op);
 }
 
+/* ------------------------------------------------------------- SO_PASSRIGHTS */
+
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83 /* Linux 6.16, asm-generic value (x86, arm, riscv, …) */
+#endif
+
+/* refusePassedFds(fd): true when the kernel now refuses SCM_RIGHTS sent to
+ * this socket (the sender's sendmsg fails EPERM); false on kernels without
+ * SO_PASSRIGHTS (ENOPROTOOPT). */
+static napi_value js_refuse_passed_fds(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t fd;
+  if (arg_int(env, argv[0], &fd)) return NULL;
+  int off = 0;
+  napi_value b;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof off) < 0) {
+    if (errno != ENOPROTOOPT) return throw_errno(env, errno, "setsockopt(SO_PASSRIGHTS)");
+    napi_get_boolean(env, false, &b);
+    return b;
+  }
+  napi_get_boolean(env, true, &b);
+  return b;
+}
+
+/* ------------------------------------------------------------------ pidfds */
+
+/* pidfdOpen(pid): fd (O_CLOEXEC is implied). A pidfd names one process, never
+ * a later one that reuses its pid; it becomes readable when the process exits. */
+static napi_value js_pidfd_open(napi_env env, napi_callback_info info) {
+  GET_ARGS(1);
+  int32_t pid;
+  if (arg_int(env, argv[0], &pid)) return NULL;
+  long fd = syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) return throw_errno(env, errno, "pidfd_open");
+  return int_value(env, fd);
+}
+
+/* pidfdSendSignal(pidfd, signal) */
+static napi_value js_pidfd_send_signal(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, sig;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &sig)) return NULL;
+  if (syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) < 0) return throw_errno(env, errno, "pidfd_send_signal");
+  return undefined(env);
+}
+
+/* pollReadable(fd, timeoutMs): Promise<0> once fd is readable (a pidfd: the
+ * process exited); rejects ETIMEDOUT. Waited for on the thread pool. */
+static napi_value js_poll_readable(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, timeout;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &timeout)) return NULL;
+  struct op *op = new_op(env, OP_POLL, "poll");
+  if (!op) return NULL;
+  op->fd = fd;
+  op->timeout_ms = timeout;
+  return queue_op(env, op);
+}
+
+/* ---------------------------------------------------------------- watchdog */
+
+/* A deadline that holds while the event loop cannot run: a thread that sleeps
+ * until it, then writes the armed message to stderr, aborts and detaches the
+ * armed mount (if any), and _exit(32)s. A synchronous call stuck in a FUSE
+ * request (a stat() under a mount whose server never answers) blocks the main
+ * thread, and with it every JS timer; this thread is not blocked by it. The
+ * steps are plain syscalls; what to do is decided in TypeScript. */
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cond;
+static int wd_started, wd_armed;
+static struct timespec wd_deadline;
+static char wd_message[512];
+#define WD_MAX_ABORTS 8
+static char wd_abort_files[WD_MAX_ABORTS][64]; /* fusectl abort files of connections to end, "" if unused */
+static char wd_detach_path[4096]; /* the mountpoint to detach, "" if none */
+
+static void *watchdog_thread(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&wd_lock);
+  for (;;) {
+    if (!wd_armed) {
+      pthread_cond_wait(&wd_cond, &wd_lock);
+      continue;
+    }
+    if (pthread_cond_timedwait(&wd_cond, &wd_lock, &wd_deadline) != ETIMEDOUT) continue;
+    if (!wd_armed) continue;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < wd_deadline.tv_sec || (now.tv_sec == wd_deadline.tv_sec && now.tv_nsec < wd_deadline.tv_nsec))
+      continue;
+    /* Fire: the lock stays held, so nothing can re-arm or disarm meanwhile. */
+    if (write(2, wd_message, strlen(wd_message)) < 0) { /* nothing left to tell */ }
+    /* A thread waiting for a FUSE request the server has read cannot be
+     * killed, not even by _exit: only ending the connection frees it. */
+    for (int i = 0; i < WD_MAX_ABORTS && wd_abort_files[i][0]; i++) {
+      int fd = open(wd_abort_files[i], O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        if (write(fd, "1", 1) < 0) { /* gone already */ }
+        close(fd);
+      }
+    }
+    if (wd_detach_path[0]) umount2(wd_detach_path, MNT_DETACH | UMOUNT_NOFOLLOW);
+    _exit(32);
+  }
+  return NULL;
+}
+
+/* watchdogArm(ms, message): (re)arms the deadline ms from now. */
+static napi_value js_watchdog_arm(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t ms;
+  char *message;
+  if (arg_int(env, argv[0], &ms) || arg_string(env, argv[1], &message, 0)) return NULL;
+  pthread_mutex_lock(&wd_lock);
+  int err = 0;
+  if (!wd_started) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_t t;
+    pthread_attr_t ta;
+    pthread_attr_init(&ta);
+    pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&ta, 64 * 1024);
+    /* No signal ever lands on this thread: Node's handlers run on the main one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    err = pthread_create(&t, &ta, watchdog_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&ta);
+    if (!err) wd_started = 1;
+  }
+  if (!err) {
+    snprintf(wd_message, sizeof wd_message, "%s\n", message);
+    clock_gettime(CLOCK_MONOTONIC, &wd_deadline);
+    wd_deadline.tv_sec += ms / 1000;
+    wd_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (wd_deadline.tv_nsec >= 1000000000L) { wd_deadline.tv_sec++; wd_deadline.tv_nsec -= 1000000000L; }
+    wd_armed = 1;
+    pthread_cond_signal(&wd_cond);
+  }
+  pthread_mutex_unlock(&wd_lock);
+  free(message);
+  if (err) return throw_errno(env, err, "pthread_create");
+  return undefined(env);
+}
+
+/* watchdogCleanup(abortFiles: string[], detachPath | null): what to undo
+ * when it fires; replaces what was set before. */
+static napi_value js_watchdog_cleanup(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  uint32_t n;
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || n > WD_MAX_ABORTS) {
+    napi_throw_type_error(env, NULL, "expected an array of at most 8 abort files");
+    return NULL;
+  }
+  char files[WD_MAX_ABORTS][sizeof wd_abort_files[0]];
+  memset(files, 0, sizeof files);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    char *f;
+    napi_get_element(env, argv[0], i, &v);
+    if (arg_string(env, v, &f, 0)) return NULL;
+    int too_long = strlen(f) >= sizeof files[0];
+    if (!too_long) strcpy(files[i], f);
+    free(f);
+    if (too_long) return throw_errno(env, ENAMETOOLONG, "watchdogCleanup");
+  }
+  char *detach_path;
+  if (arg_string(env, argv[1], &detach_path, 1)) return NULL;
+  if (detach_path && strlen(detach_path) >= sizeof wd_detach_path) {
+    free(detach_path);
+    return throw_errno(env, ENAMETOOLONG, "watchdogCleanup");
+  }
+  pthread_mutex_lock(&wd_lock);
+  memcpy(wd_abort_files, files, sizeof files);
+  snprintf(wd_detach_path, sizeof wd_detach_path, "%s", detach_path ? detach_path : "");
+  pthread_mutex_unlock(&wd_lock);
+  free(detach_path);
+  return undefined(env);
+}
+
+/* watchdogDisarm() */
+static napi_value js_watchdog_disarm(napi_env env, napi_callback_info info) {
+  (void)info;
+  pthread_mutex_lock(&wd_lock);
+  wd_armed = 0;
+  memset(wd_abort_files, 0, sizeof wd_abort_files);
+  wd_detach_path[0] = '\0';
+  if (wd_started) pthread_cond_signal(&wd_cond);
+  pthread_mutex_unlock(&wd_lock);
+  return undefined(env);
+}
+
+/* ----------------------------------------------------------------- seccomp */
+
+#if defined(__x86_64__)
+#define FG_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define FG_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* ioctl "types" (_IOC_TYPE, bits 8-15 of the command) denied but for the
+ * allow-list: 0x12 block devices, 0x4C loop devices, 0x22 SCSI generic. */
+#define IOC_TYPE_BLOCK 0x12
+#define IOC_TYPE_LOOP 0x4C
+#define IOC_TYPE_SG 0x22
+
+/* restrictDeviceIoctls(allowedCmds: number[]): PR_SET_NO_NEW_PRIVS, then a
+ * seccomp filter on the calling thread that fails ioctl(2) with EPERM for
+ * every block, loop and SG command not in allowedCmds; everything else
+ * passes (the unit's own filter still applies). Kept across execve: for the
+ * FUSE server, so call it on the thread that execs, just before. */
+static napi_value js_restrict_device_ioctls(napi_env env, napi_callback_info info) {
+#ifndef FG_AUDIT_ARCH
+  (void)info;
+  return throw_errno(env, ENOSYS, "seccomp (unknown architecture)");
+#else
+  GET_ARGS(1);
+  uint32_t n;
+  if (napi_get_array_length(env, argv[0], &n) != napi_ok || n > 64) {
+    napi_throw_type_error(env, NULL, "expected an array of at most 64 ioctl numbers");
+    return NULL;
+  }
+  struct sock_filter prog[16 + 64];
+  unsigned k = 0;
+#define INS(x) (prog[k++] = (struct sock_filter)x)
+  /* A foreign architecture's syscall numbers mean other things: refuse it. */
+  INS(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+  INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FG_AUDIT_ARCH, 1, 0));
+  INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+  INS(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+#if defined(__x86_64__)
+  /* x32 shares the arch value; its numbers carry this bit (its own ioctl too). */
+  INS(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
+  INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+#endif
+  INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 1, 0));
+  INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  /* The command is an unsigned int: the low 32 bits of args[1] (little endian). */
+  INS(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])));
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    uint32_t cmd;
+    napi_get_element(env, argv[0], i, &v);
+    if (arg_uint(env, v, &cmd)) return NULL;
+    INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, cmd, 0, 1));
+    INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  }
+  INS(BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 8));
+  INS(BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xff));
+  INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOC_TYPE_BLOCK, 3, 0));
+  INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOC_TYPE_LOOP, 2, 0));
+  INS(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IOC_TYPE_SG, 1, 0));
+  INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  INS(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+#undef INS
+  struct sock_fprog fprog = {.len = (unsigned short)k, .filter = prog};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return throw_errno(env, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
+  /* prctl, not seccomp(2): the units' SystemCallFilter=@system-service has
+   * prctl but not seccomp. It filters this thread only, which is the one
+   * that calls execve next; execve ends every other thread. */
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) < 0)
+    return throw_errno(env, errno, "prctl(PR_SET_SECCOMP)");
+  return undefined(env);
+#endif
+}
+
 /* ------------------------------------------------------------------- init */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -1004,6 +1304,14 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("spawn", js_spawn),
       FN("waitpid", js_waitpid),
       FN("libmountMount", js_libmount_mount),
+      FN("refusePassedFds", js_refuse_passed_fds),
+      FN("pidfdOpen", js_pidfd_open),
+      FN("pidfdSendSignal", js_pidfd_send_signal),
+      FN("pollReadable", js_poll_readable),
+      FN("watchdogArm", js_watchdog_arm),
+      FN("watchdogCleanup", js_watchdog_cleanup),
+      FN("watchdogDisarm", js_watchdog_disarm),
+      FN("restrictDeviceIoctls", js_restrict_device_ioctls),
 #undef FN
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)

@@ -39,7 +39,7 @@ export interface ReceivedMessage {
  */
 interface NativeAddon {
   socketSeqpacket(): number;
-  connect(fd: number, path: string): Promise<number>;
+  connect(fd: number, path: string, timeoutMs: number): Promise<number>;
   sendMsg(fd: number, data: Buffer, passFd: number, timeoutMs: number): Promise<number>;
   recvMsg(fd: number, capacity: number, timeoutMs: number): Promise<ReceivedMessage>;
   sendDatagram(path: string, data: Buffer): number;
@@ -62,6 +62,14 @@ interface NativeAddon {
   spawn(file: string, argv: string[], envp: string[] | null): number;
   waitpid(pid: number): Promise<ExitStatus>;
   libmountMount(source: string, target: string, fstype: string, options: string | null, flags: number): Promise<LibmountResult>;
+  refusePassedFds(fd: number): boolean;
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, signal: number): void;
+  pollReadable(fd: number, timeoutMs: number): Promise<number>;
+  watchdogArm(ms: number, message: string): void;
+  watchdogCleanup(abortFiles: string[], detachPath: string | null): void;
+  watchdogDisarm(): void;
+  restrictDeviceIoctls(allowed: number[]): void;
 }
 
 /** What mount(8) would have returned and printed for the same request. */
@@ -137,6 +145,11 @@ async function callAsync<T>(fn: () => Promise<T>): Promise<T> {
 /** No timeout: wait as long as it takes. */
 export const FOREVER = -1;
 
+/** A timeout for the addon: FOREVER stays, anything else is whole ms >= 0 (a passed deadline is 0, not "no limit"). */
+function bounded(timeoutMs: number): number {
+  return timeoutMs === FOREVER ? FOREVER : Math.max(0, Math.min(Math.floor(timeoutMs), 0x7fffffff));
+}
+
 // ------------------------------------------------------------------ sockets
 
 /** A new AF_UNIX SOCK_SEQPACKET socket with O_CLOEXEC. */
@@ -144,8 +157,22 @@ export function socketSeqpacket(): number {
   return call(() => native().socketSeqpacket());
 }
 
-export async function connect(fd: number, socketPath: string): Promise<void> {
-  await callAsync(() => native().connect(fd, socketPath));
+/**
+ * Connects to a listening unix socket. A connect only waits while the
+ * listener's backlog is full (systemd not accepting); after `timeoutMs` it
+ * rejects ETIMEDOUT. No default: every caller says how long it may wait.
+ */
+export async function connect(fd: number, socketPath: string, timeoutMs: number): Promise<void> {
+  await callAsync(() => native().connect(fd, socketPath, bounded(timeoutMs)));
+}
+
+/**
+ * Makes the kernel refuse fds sent to this socket (SO_PASSRIGHTS off, Linux
+ * 6.16): a sender's sendmsg with SCM_RIGHTS fails EPERM, so a peer cannot
+ * push fds into this process at all. False where the kernel lacks it.
+ */
+export function refusePassedFds(fd: number): boolean {
+  return call(() => native().refusePassedFds(fd));
 }
 
 /**
@@ -357,6 +384,65 @@ export function libmountMount(req: LibmountRequest): Promise<LibmountResult> {
   const options = req.options.length > 0 ? req.options.join(',') : null;
   const flags = (req.noMtab ? LIBMOUNT_NO_MTAB : 0) | (req.fake ? LIBMOUNT_FAKE : 0) | (req.noCanonicalize ? LIBMOUNT_NO_CANONICALIZE : 0);
   return callAsync(() => native().libmountMount(req.source, req.target, req.fsType, options, flags));
+}
+
+// -------------------------------------------------------------------- pidfds
+
+/** A pidfd for `pid` (pidfd_open): names that process, never a later one with its pid. */
+export function pidfdOpen(pid: number): number {
+  return call(() => native().pidfdOpen(pid));
+}
+
+/** Signals the process a pidfd names (pidfd_send_signal). */
+export function pidfdSendSignal(pidfd: number, signal: number): void {
+  call(() => native().pidfdSendSignal(pidfd, signal));
+}
+
+/** Waits until fd is readable (a pidfd: its process exited); rejects ETIMEDOUT. */
+export function pollReadable(fd: number, timeoutMs: number): Promise<number> {
+  return callAsync(() => native().pollReadable(fd, bounded(timeoutMs)));
+}
+
+// ------------------------------------------------------------------ watchdog
+
+/**
+ * The last-resort deadline, kept by a thread of its own: when `ms` pass
+ * before watchdogDisarm(), it writes `message` (one line) to stderr, undoes
+ * the mount given to watchdogCleanup() if any, and _exit(32)s — even while
+ * the main thread is stuck in a synchronous call (a stat() inside a FUSE
+ * mount whose server never answers), which no JS timer can interrupt.
+ * Arming again moves the deadline.
+ */
+export function watchdogArm(ms: number, message: string): void {
+  call(() => native().watchdogArm(Math.max(0, Math.floor(ms)), message));
+}
+
+/**
+ * What the watchdog undoes when it fires, replacing what was set before:
+ * writes 1 to each of `abortFiles` (at most 8; fusectl's abort files of FUSE
+ * connections), then detaches `detachPath` (MNT_DETACH, UMOUNT_NOFOLLOW).
+ */
+export function watchdogCleanup(abortFiles: readonly string[], detachPath: string | null): void {
+  if (addon === undefined) return; // never armed in this process
+  call(() => native().watchdogCleanup([...abortFiles], detachPath));
+}
+
+export function watchdogDisarm(): void {
+  if (addon === undefined) return;
+  native().watchdogDisarm();
+}
+
+// ------------------------------------------------------------------ seccomp
+
+/**
+ * Sets no_new_privs and installs a seccomp filter that fails ioctl(2) with
+ * EPERM for all block (0x12xx), loop (0x4Cxx) and SCSI generic (0x22xx)
+ * commands except `allowed`; other ioctls and syscalls pass. It filters the
+ * calling (main) thread only: call it just before execve, which keeps it
+ * for the new program and ends the other threads. It cannot be removed.
+ */
+export function restrictDeviceIoctls(allowed: readonly number[]): void {
+  call(() => native().restrictDeviceIoctls([...allowed]));
 }
 
 // ------------------------------------------------------------------- execve

@@ -11,7 +11,8 @@
  * - a service killed in the middle of a mount, or while serving, leaves no
  *   stale mount and no service instance;
  * - one structured journal decision entry per mount, with its rule;
- * - the running instance scores <= 0.2 in `systemd-analyze security`.
+ * - the running instance scores <= 0.2 in `systemd-analyze security`, and
+ *   runs in fusegate.slice with its caps.
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -380,6 +381,12 @@ describe.skipIf(e2eSkip())('sandboxed mounts on a real systemd', () => {
       expect(field('CapBnd')).toBe('0000000000000000');
       expect(field('NoNewPrivs')).toBe('1');
       expect(field('Seccomp')).toBe('2');
+      // Every instance runs in fusegate.slice, whose caps bound all of them together.
+      expect(await unitProperty(c, unit, 'Slice')).toBe('fusegate.slice');
+      expect((await c.execOk(['cat', `/proc/${pid}/cgroup`])).stdout).toContain(`/fusegate.slice/${unit}`);
+      expect(await unitProperty(c, 'fusegate.slice', 'TasksMax')).toBe('512');
+      expect(await unitProperty(c, 'fusegate.slice', 'MemoryMax')).toMatch(/^\d+$/); // 25% of RAM, in bytes
+      expect(await unitProperty(c, unit, 'CPUQuotaPerSecUSec')).toBe('1s');
       expect((await c.execOk(['readlink', `/proc/${pid}/fd/4`])).stdout.trim()).toBe(dev('data'));
       const devs = (await c.execOk(['ls', `/proc/${pid}/root/dev`])).stdout.split('\n');
       expect(devs).not.toContain(dev('data').slice('/dev/'.length));

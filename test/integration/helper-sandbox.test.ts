@@ -5,6 +5,7 @@
  * kernel mounts. The helper runs in-process so the test can count its fds.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runHelper } from '../../helper/main';
@@ -123,6 +124,14 @@ describe.skipIf(!canRun)('helper sandbox path', () => {
     await serve('open-other');
     await runHelper([loop, mnt], '/sbin/mount.fusegate');
     expect(fakeSaw().open_other_error).toBe(1);
+  });
+
+  it('refuses fds from the service at the socket: its sendmsg fails EPERM (SO_PASSRIGHTS off)', async () => {
+    await serve('extra-fd');
+    expect(await runHelper([loop, mnt], '/sbin/mount.fusegate')).toBe(32);
+    // Linux 6.16 has SO_PASSRIGHTS; older kernels leave the protocol-level refusal alone.
+    const [major, minor] = os.release().split('.').map(Number);
+    if (major! > 6 || (major === 6 && minor! >= 16)) expect(fakeSaw().extra_fd_error).toBe('EPERM');
   });
 
   it('answers a wrong mountpoint with EINVAL', async () => {

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, PROJECT_MOUNT, attachLoop, e2eSkip } from '../e2e/harness';
 import { containerSuite } from '../e2e/suite';
+import { MAX_CONNECTIONS } from '../../admin/units';
 
 const REPO = resolve(__dirname, '../..');
 const FUSEGATE = ['node', `${PROJECT_MOUNT}/dist/bin/fusegate.js`];
@@ -59,13 +60,13 @@ describe.skipIf(e2eSkip())('fusegate install on a running systemd', () => {
 
   it('rewrites an edited socket unit and restarts that socket', async () => {
     const c = e2e.container;
-    await c.execOk(['sed', '-i', 's/^MaxConnections=64$/MaxConnections=7/', '/etc/systemd/system/fusefat.socket']);
+    await c.execOk(['sed', '-i', `s/^MaxConnections=${MAX_CONNECTIONS}$/MaxConnections=7/`, '/etc/systemd/system/fusefat.socket']);
     await c.execOk(['systemctl', 'daemon-reload']);
     await c.execOk(['systemctl', 'restart', 'fusefat.socket']);
     const r = await c.install();
     expect(r.stdout).toMatch(/^installed: units \/etc\/systemd\/system\/fusefat\.socket, fusefat@\.service/m);
     expect(r.stdout).toMatch(/^installed: sockets listening: /m);
-    expect((await c.execOk(['systemctl', 'show', '-p', 'MaxConnections', 'fusefat.socket'])).stdout.trim()).toBe('MaxConnections=64');
+    expect((await c.execOk(['systemctl', 'show', '-p', 'MaxConnections', 'fusefat.socket'])).stdout.trim()).toBe(`MaxConnections=${MAX_CONNECTIONS}`);
   });
 
   it('doctor finds nothing to fix', async () => {

@@ -57,9 +57,9 @@ describe.skipIf(!canRun)('umount.fusegate waits for the FUSE server', () => {
     releaseAll();
   });
 
-  async function mountWithLingeringServer(delayS: number): Promise<number> {
+  async function mountWithLingeringServer(delayS: number, mode = 'slow-exit'): Promise<number> {
     activator = await startActivator(path.join(dir, 'sockets', 'fuse2fs'), ['python3', FAKE], {
-      FAKE_MODE: 'slow-exit',
+      FAKE_MODE: mode,
       FAKE_EXIT_DELAY: String(delayS),
     });
     expect(await runHelper([loop, mnt], '/sbin/mount.fusegate')).toBe(0);
@@ -100,6 +100,21 @@ describe.skipIf(!canRun)('umount.fusegate waits for the FUSE server', () => {
     expect(mountsAt(mnt)).toEqual([]);
     expect(fs.existsSync(`/proc/${server}`)).toBe(true);
   });
+
+  it('ends an unmount stuck on a server that never answers DESTROY: aborts the connection, kills the server', async () => {
+    const server = await mountWithLingeringServer(0, 'ignore-destroy');
+    expect(mountsAt(mnt)[0]!.fsType).toBe('fuseblk.fuse2fs'); // block devices are fuseblk: umount(2) sends DESTROY and waits
+    const r = umountHelper({ FUSEGATE_TIMEOUT: '2' });
+    console.log(`umount deadline: FUSEGATE_TIMEOUT=2, umount.fusegate returned ${r.code} after ${r.ms} ms`);
+    expect(r.code).toBe(32);
+    expect(r.stderr).toMatch(
+      /^umount\.fusegate: .+: the FUSE server did not finish the unmount within 2 s; aborted its FUSE connection and killed fuse2fs@0-\d+-0\.service; data it had not written is lost\n$/,
+    );
+    expect(r.ms).toBeGreaterThanOrEqual(1900);
+    expect(r.ms).toBeLessThan(2000 + 3000);
+    expect(mountsAt(mnt)).toEqual([]);
+    expect(fs.existsSync(`/proc/${server}`)).toBe(false);
+  }, 30_000);
 
   it('does not wait for a lazy unmount', async () => {
     await mountWithLingeringServer(3);

@@ -16,7 +16,7 @@ const MAX_EXPOSURE = 0.2;
 describe('generated systemd units', () => {
   it('units/ holds exactly what the generator writes', () => {
     const generated = allUnits();
-    const onDisk = fs.readdirSync(UNITS_DIR).filter((f) => f.endsWith('.socket') || f.endsWith('.service'));
+    const onDisk = fs.readdirSync(UNITS_DIR).filter((f) => f.endsWith('.socket') || f.endsWith('.service') || f.endsWith('.slice'));
     expect(onDisk.sort()).toEqual(generated.map((u) => u.name).sort());
     for (const u of generated) expect(fs.readFileSync(path.join(UNITS_DIR, u.name), 'utf8')).toBe(u.text);
   });
@@ -27,6 +27,23 @@ describe('generated systemd units', () => {
     expect(adaptedBackends().map((b) => b.name)).toEqual(
       expect.arrayContaining(['fuse2fs', 'fusefat', 'exfat-fuse', 'ntfs-3g', 'squashfuse', 'fuseiso']),
     );
+  });
+
+  it('puts every instance in fusegate.slice, capped as a whole, and caps each instance and socket', () => {
+    const units = allUnits();
+    const slice = units.find((u) => u.name === 'fusegate.slice');
+    expect(slice, 'fusegate.slice is generated').toBeDefined();
+    expect(slice!.text).toMatch(/^\[Slice\]$/m);
+    expect(slice!.text).toMatch(/^MemoryMax=25%$/m);
+    expect(slice!.text).toMatch(/^TasksMax=512$/m);
+    for (const b of adaptedBackends()) {
+      const service = units.find((u) => u.name === `${b.name}@.service`)!.text;
+      expect(service).toMatch(/^Slice=fusegate\.slice$/m);
+      expect(service).toMatch(/^CPUQuota=100%$/m);
+      expect(service).toMatch(/^MemoryMax=512M$/m);
+      expect(service).toMatch(/^TasksMax=32$/m);
+      expect(units.find((u) => u.name === `${b.name}.socket`)!.text).toMatch(/^MaxConnections=16$/m);
+    }
   });
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-units-'));

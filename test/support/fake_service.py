@@ -20,6 +20,7 @@ FAKE_MODE picks a misbehaviour, to prove the helper refuses it:
   die-before-byee  exit right after the mount, without BYEE
   hang             never answer after the mount
   hang-serving     say BYEE(0), then never answer FUSE requests
+  ignore-destroy   behave, but never answer DESTROY (a fuseblk unmount waits for it)
   slow-exit        behave, but linger FAKE_EXIT_DELAY seconds after the
                    unmount before exiting, like a server flushing its data
 FAKE_LOG, when set, names a file that gets one JSON line of what the helper sent.
@@ -152,6 +153,8 @@ def serve_fuse(fd, answer=True):
             fuse_reply(fd, unique, 0, struct.pack('<QII', 1, 0, 0) + attr)
         elif opcode in (2, 42):  # FORGET, BATCH_FORGET: no reply
             continue
+        elif opcode == 38 and log['mode'] == 'ignore-destroy':  # DESTROY (fuseblk's unmount waits for it)
+            continue
         else:
             fuse_reply(fd, unique, -errno.ENOSYS)
 
@@ -191,7 +194,11 @@ def main():
     log['source_head'] = os.pread(src_fd, 16, 1024 + 56).hex()  # ext2/3/4 magic at 1080
 
     if mode == 'extra-fd':
-        command(sock, 'TYPE', struct.pack('>I', 0), fds=[src_fd])
+        try:
+            command(sock, 'TYPE', struct.pack('>I', 0), fds=[src_fd])
+        except PermissionError as e:  # the helper's socket refuses fds (SO_PASSRIGHTS off)
+            log['extra_fd_error'] = errno.errorcode[e.errno]
+            write_log()
         return
     if mode == 'oversize':
         send(sock, struct.pack('>I', MAGIC['NAME']) + b'a' * 70000 + b'\0')
@@ -202,7 +209,8 @@ def main():
         return
 
     steps = [
-        ('TYPE', struct.pack('>I', 0)),
+        # fuseblk (FSOPEN flag 1) where the kernel then sends DESTROY at unmount
+        ('TYPE', struct.pack('>I', 1 if mode == 'ignore-destroy' and is_block else 0)),
         ('NAME', cstr(source)),
         ('MNTP', struct.pack('>HH', S_IFDIR, 0) + cstr('/tmp/elsewhere' if mode == 'wrong-mntp' else mountpoint)),
         ('OPTS', cstr('default_permissions,allow_other')),
