@@ -22,8 +22,14 @@ export interface FuseMountSpec {
   fsType: 'fuse' | 'fuseblk';
   /** e.g. 'fuse2fs': the mount shows as fuse.fuse2fs */
   subtype: string;
-  /** shown as the mount's source */
+  /** shown as the mount's source; for fuseblk, the path the kernel opens the block device by */
   source: string;
+  /**
+   * fuseblk: the pinned device's st_rdev. The new superblock must sit on
+   * exactly that device; a path swapped after pinning is refused before the
+   * mount is attached anywhere.
+   */
+  expectDevice?: number;
   /** S_IFDIR or S_IFREG of the pinned mountpoint, octal in rootmode= */
   rootMode: number;
   userId: number;
@@ -99,6 +105,8 @@ export function makeFuseMount(spec: FuseMountSpec): MadeMount {
     native.fsconfig(fsfd, FSCONFIG.CMD_CREATE);
     const mfd = native.fsmount(fsfd, native.FSMOUNT_CLOEXEC, mountAttributes(spec.msFlags));
     try {
+      // Not attached yet: closing mfd on a mismatch makes the mount vanish.
+      assertOnDevice(fs.fstatSync(mfd).dev, spec);
       native.moveMount(mfd, '', spec.mountpointFd, '', MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH);
     } finally {
       fs.closeSync(mfd);
@@ -112,7 +120,20 @@ export function makeFuseMount(spec: FuseMountSpec): MadeMount {
 function legacyMount(spec: FuseMountSpec): MadeMount {
   const target = `/proc/self/fd/${spec.mountpointFd}`;
   native.mount(spec.source, target, `${spec.fsType}.${spec.subtype}`, spec.msFlags, legacyData(spec));
-  return { api: 'mount(2)', device: findMountDevice(spec.mountpointFd) };
+  const made: MadeMount = { api: 'mount(2)', device: findMountDevice(spec.mountpointFd) };
+  try {
+    assertOnDevice(fs.statSync(target).dev, spec);
+  } catch (err) {
+    abortAndDetach(spec.mountpointFd, made.device);
+    throw err;
+  }
+  return made;
+}
+
+function assertOnDevice(dev: number, spec: FuseMountSpec): void {
+  if (spec.expectDevice !== undefined && dev !== spec.expectDevice) {
+    throw new native.SyscallError(`${spec.source} is no longer the device that was checked (it changed after it was pinned)`, 'ESTALE', 116, 'fsmount');
+  }
 }
 
 /**
@@ -132,9 +153,12 @@ function findMountDevice(mountpointFd: number): string | null {
 
 /**
  * Tears down a mount that must not stay: aborts its FUSE connection first, so
- * requests stuck on a hung server fail at once, then detaches it.
+ * requests stuck on a hung server fail at once, then detaches it. Goes by the
+ * pinned mountpoint fd, not the caller's path (which may have been swapped
+ * for a symlink): the mount detached is the top mount on the pinned
+ * directory, and only if it is the one made (its device is `device`).
  */
-export function abortAndDetach(mountpoint: string, device: string | null): void {
+export function abortAndDetach(mountpointFd: number, device: string | null): void {
   if (device !== null) {
     const [major, minor] = device.split(':').map(Number);
     // FUSE connections are named by their device number (major is 0 for FUSE).
@@ -145,8 +169,11 @@ export function abortAndDetach(mountpoint: string, device: string | null): void 
       // fusectl not mounted: the detach below still removes the mount
     }
   }
+  const where = fs.readlinkSync(`/proc/self/fd/${mountpointFd}`);
+  const top = topMountAt(mountpointFd);
+  if (top === undefined || (device !== null && top.device !== device)) return;
   try {
-    native.umount2(mountpoint, native.MNT_DETACH | native.UMOUNT_NOFOLLOW);
+    native.umount2(where, native.MNT_DETACH | native.UMOUNT_NOFOLLOW);
   } catch (err) {
     if (!(err instanceof native.SyscallError && err.code === 'EINVAL')) throw err;
   }

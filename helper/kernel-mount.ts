@@ -1,22 +1,37 @@
 /**
  * The kernel path: mount with the kernel's driver, with the policy's options,
- * exactly as `mount -i -t TYPE -o OPTIONS SOURCE DIR` would — through
- * libmount, the library mount(8) is built on, in this process. libmount sets
- * up a loop device for an image file, parses the options, writes utab for the
- * x-fusegate.* ones, and gives mount(8)'s exit code and message. Helpers are
- * disabled (-i): the helper for TYPE may be us, as /sbin/mount.<type>.
+ * as `mount -i -n --no-canonicalize -t TYPE -o OPTIONS SOURCE DIR` would —
+ * through libmount, the library mount(8) is built on, in this process.
+ * libmount sets up a loop device for an image file, parses the options and
+ * gives mount(8)'s exit code and message. Helpers are disabled (-i): the
+ * helper for TYPE may be us, as /sbin/mount.<type>.
+ *
+ * Through the pins (issue 12, finding 4): the target is the pinned
+ * directory's /proc/self/fd/N, which the kernel resolves to the pinned inode
+ * itself, so a DIR swapped for a symlink after pinning cannot move the mount.
+ * The source is the pinned inode's own path (for a block device a node under
+ * /dev, which only root can change), and the new superblock's device is
+ * checked against the pinned one before the mount is reported made. utab is
+ * then written for the real paths, as the sandbox path does (libmount would
+ * record /proc/self/fd/N).
  *
  * In-process because the kernel path's cost is part of every trusted mount
  * (bench/helper-startup): starting mount(8) took ~3 ms of it.
  */
+import { MountExit } from '../lib/errors';
 import { libmountMount } from '../lib/native';
+import { statSource } from '../policy/facts';
+import type { MountOptions } from '../policy/options';
+import { abortAndDetach, topMountAt } from './fuse-mount';
+import type { Pinned } from './pins';
+import { recordInUtab } from './utab';
 
 export interface KernelMountRequest {
-  source: string;
-  mountpoint: string;
+  source: Pinned;
+  mountpoint: Pinned;
   fsType: string;
-  options: string[];
-  /** userspace-only options for utab (x-fusegate.rule=…) */
+  options: MountOptions;
+  /** fusegate's own utab options (x-fusegate.rule=…) */
   utabOptions: string[];
   noMtab: boolean;
 }
@@ -29,12 +44,26 @@ export interface KernelMountResult {
 }
 
 export async function kernelMount(req: KernelMountRequest): Promise<KernelMountResult> {
+  const shown = req.mountpoint.path;
   const r = await libmountMount({
-    source: req.source,
-    target: req.mountpoint,
+    source: req.source.path,
+    target: req.mountpoint.fdPath,
     fsType: req.fsType,
-    options: [...req.options, ...(req.noMtab ? [] : req.utabOptions)],
-    noMtab: req.noMtab,
+    options: req.options.list,
+    noMtab: true,
+    noCanonicalize: true,
   });
-  return { code: r.code, message: r.message === '' ? null : `${req.mountpoint}: ${r.message}.` };
+  if (r.code !== MountExit.SUCCESS) return { code: r.code, message: r.message === '' ? null : `${shown}: ${r.message}.` };
+
+  const made = topMountAt(req.mountpoint.fd);
+  const pinnedDevice = req.source.stat.isBlockDevice() ? statSource(req.source.fdPath)?.device : undefined;
+  if (pinnedDevice !== undefined && made?.device !== pinnedDevice) {
+    abortAndDetach(req.mountpoint.fd, made?.device ?? null);
+    return { code: MountExit.FAILURE, message: `${shown}: ${req.source.path} changed after fusegate checked it; the mount was undone.` };
+  }
+  if (req.noMtab) return { code: MountExit.SUCCESS, message: null };
+  const utab = [...req.utabOptions, ...req.options.userspace];
+  const err = await recordInUtab(req.source.path, shown, req.fsType, utab);
+  if (err !== null) return { code: MountExit.MTAB, message: `${shown}: mounted, but utab could not be written: ${err}.` };
+  return { code: MountExit.SUCCESS, message: null };
 }

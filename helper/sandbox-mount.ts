@@ -7,7 +7,6 @@
 import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import * as native from '../lib/native';
-import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
@@ -56,7 +55,6 @@ export async function sandboxMount(
 ): Promise<SandboxOutcome> {
   const { args, decision } = ctx;
   if (!ctx.socket || !decision.backend) throw new FusegateError('internal: sandbox path without a backend', { exitCode: MountExit.INTERNAL });
-  const rule = ctx.policy.rules.find((r) => r.name === decision.rule);
   const fd = native.socketSeqpacket();
   const channel = new Channel(fd, 'helper');
   let unit: string | null = null;
@@ -73,13 +71,13 @@ export async function sandboxMount(
         backend: decision.backend,
         source: args.source,
         mountpoint: args.mountpoint,
-        options: decision.finalOptions,
+        options: decision.mountOptions,
         sourceFd: ctx.source.fd,
         sourceIsBlock: ctx.source.stat.isBlockDevice(),
+        blockSourcePath: ctx.source.path,
         mountpointFd: ctx.mountpoint.fd,
         caller: ctx.caller,
-        forcedMsFlags: msFlagsOf(decision.finalOptions),
-        refusedOptions: rule?.refuseOptions ?? ctx.policy.defaults.refuseOptions,
+        refusePatterns: decision.refusedOptions.patterns,
         readOnly: decision.readOnly,
         deadline,
       },
@@ -88,10 +86,10 @@ export async function sandboxMount(
     const result = await session.run();
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
-    await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), 1000));
+    await confirmAnswers(ctx.mountpoint.path, Math.max(deadline - Date.now(), 1000));
     return { result, unit, serverPid: unit ? instanceProcesses(unit)[0] ?? null : null };
   } catch (err) {
-    if (session?.mount) abortAndDetach(args.mountpoint, session.mount.device);
+    if (session?.mount) abortAndDetach(ctx.mountpoint.fd, session.mount.device);
     if (err instanceof SandboxMountError) throw err;
     const why =
       err instanceof ServiceFailed
