@@ -25,11 +25,12 @@ export interface FuseMountSpec {
   /** shown as the mount's source; for fuseblk, the path the kernel opens the block device by */
   source: string;
   /**
-   * fuseblk: the pinned device's st_rdev. The new superblock must sit on
-   * exactly that device; a path swapped after pinning is refused before the
-   * mount is attached anywhere.
+   * fuseblk: "major:minor" of the pinned device. The new superblock must sit
+   * on exactly that device; otherwise the mount is aborted and detached at
+   * once. (Checked in mountinfo: stat() of the new mount would wait for a
+   * server that only starts serving after our reply.)
    */
-  expectDevice?: number;
+  expectDevice?: string;
   /** S_IFDIR or S_IFREG of the pinned mountpoint, octal in rootmode= */
   rootMode: number;
   userId: number;
@@ -105,8 +106,6 @@ export function makeFuseMount(spec: FuseMountSpec): MadeMount {
     native.fsconfig(fsfd, FSCONFIG.CMD_CREATE);
     const mfd = native.fsmount(fsfd, native.FSMOUNT_CLOEXEC, mountAttributes(spec.msFlags));
     try {
-      // Not attached yet: closing mfd on a mismatch makes the mount vanish.
-      assertOnDevice(fs.fstatSync(mfd).dev, spec);
       native.moveMount(mfd, '', spec.mountpointFd, '', MOVE_MOUNT.F_EMPTY_PATH | MOVE_MOUNT.T_EMPTY_PATH);
     } finally {
       fs.closeSync(mfd);
@@ -114,26 +113,20 @@ export function makeFuseMount(spec: FuseMountSpec): MadeMount {
   } finally {
     fs.closeSync(fsfd);
   }
-  return { api: 'fsmount', device: findMountDevice(spec.mountpointFd) };
+  return assertOnDevice({ api: 'fsmount', device: findMountDevice(spec.mountpointFd) }, spec);
 }
 
 function legacyMount(spec: FuseMountSpec): MadeMount {
   const target = `/proc/self/fd/${spec.mountpointFd}`;
   native.mount(spec.source, target, `${spec.fsType}.${spec.subtype}`, spec.msFlags, legacyData(spec));
-  const made: MadeMount = { api: 'mount(2)', device: findMountDevice(spec.mountpointFd) };
-  try {
-    assertOnDevice(fs.statSync(target).dev, spec);
-  } catch (err) {
-    abortAndDetach(spec.mountpointFd, made.device);
-    throw err;
-  }
-  return made;
+  return assertOnDevice({ api: 'mount(2)', device: findMountDevice(spec.mountpointFd) }, spec);
 }
 
-function assertOnDevice(dev: number, spec: FuseMountSpec): void {
-  if (spec.expectDevice !== undefined && dev !== spec.expectDevice) {
-    throw new native.SyscallError(`${spec.source} is no longer the device that was checked (it changed after it was pinned)`, 'ESTALE', 116, 'fsmount');
-  }
+/** The made mount, or, when it is not on the pinned device, nothing: it is torn down and ESTALE thrown. */
+function assertOnDevice(made: MadeMount, spec: FuseMountSpec): MadeMount {
+  if (spec.expectDevice === undefined || made.device === spec.expectDevice) return made;
+  abortAndDetach(spec.mountpointFd, made.device);
+  throw new native.SyscallError(`${spec.source} is no longer the device that was checked (it changed after it was pinned)`, 'ESTALE', 116, 'mount');
 }
 
 /**

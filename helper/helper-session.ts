@@ -34,6 +34,7 @@ import {
   type Message,
   type OpenRequest,
 } from '../lib/protocol';
+import { statSource } from '../policy/facts';
 import { optionMatches, PatternSet } from '../policy/match';
 import type { MountOptions } from '../policy/options';
 import { makeFuseMount, type FuseMountSpec, type MadeMount } from './fuse-mount';
@@ -442,7 +443,7 @@ export class HelperSession {
         subtype: this.plan.backend,
         // fuseblk: the kernel opens the device by this path (pins all the way, issue 12 finding 4)
         source: fuseblk ? this.plan.blockSourcePath : this.plan.source,
-        expectDevice: fuseblk ? fs.fstatSync(this.plan.sourceFd).rdev : undefined,
+        expectDevice: fuseblk ? statSource(`/proc/self/fd/${this.plan.sourceFd}`)?.device : undefined,
         rootMode: this.mountpointMode,
         userId: this.plan.caller.uid,
         groupId: this.plan.caller.gid,

@@ -63,7 +63,8 @@ export async function kernelMount(req: KernelMountRequest): Promise<KernelMountR
   }
   if (req.noMtab) return { code: MountExit.SUCCESS, message: null };
   const utab = [...req.utabOptions, ...req.options.userspace];
-  const err = await recordInUtab(req.source.path, shown, req.fsType, utab);
+  // The source as the mount shows it: for an image, the loop device libmount set up.
+  const err = await recordInUtab(made?.source ?? req.source.path, shown, req.fsType, utab);
   if (err !== null) return { code: MountExit.MTAB, message: `${shown}: mounted, but utab could not be written: ${err}.` };
   return { code: MountExit.SUCCESS, message: null };
 }

@@ -22,6 +22,9 @@ FAKE_MODE picks a misbehaviour, to prove the helper refuses it:
   hang-serving     say BYEE(0), then never answer FUSE requests
   slow-exit        behave, but linger FAKE_EXIT_DELAY seconds after the
                    unmount before exiting, like a server flushing its data
+  fuseblk          behave, but ask for a fuseblk mount (TYPE with FUSEBLK)
+  mtab-unit        claim fusegate's utab field: MTAB x-fusegate.unit=…
+  mtab-n           send libfuse's -n in MTAB (no utab entry for the server)
 FAKE_LOG, when set, names a file that gets one JSON line of what the helper sent.
 """
 import errno
@@ -202,11 +205,12 @@ def main():
         return
 
     steps = [
-        ('TYPE', struct.pack('>I', 0)),
+        ('TYPE', struct.pack('>I', 1 if mode == 'fuseblk' else 0)),
         ('NAME', cstr(source)),
         ('MNTP', struct.pack('>HH', S_IFDIR, 0) + cstr('/tmp/elsewhere' if mode == 'wrong-mntp' else mountpoint)),
         ('OPTS', cstr('default_permissions,allow_other')),
-        ('MTAB', cstr('x-fake.mode=' + mode)),
+        ('MTAB', cstr({'mtab-unit': 'x-fusegate.unit=sshd.service', 'mtab-n': 'x-fake.mode=mtab-n,-n'}
+                      .get(mode, 'x-fake.mode=' + mode))),
         ('DOIT', struct.pack('>I', 0)),
     ]
     for name, body in steps:

@@ -1,0 +1,116 @@
+/**
+ * Issue 12 finding 4, reproduced: SOURCE or DIR is a symlink the caller
+ * controls, swapped for another target right after the helper pinned it
+ * (the afterPin seam of runHelper, in-process). The mount must use what was
+ * pinned: the kernel path mounts onto the pinned directory and the pinned
+ * device, and a fuseblk mount claims the pinned device, not the one the
+ * symlink names by the time the kernel is asked.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runHelper } from '../../helper/main';
+import { startActivator, type Activator } from '../support/activator';
+import { attachLoop, makeImage, realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
+import { mountsAt, unmountAll, utabLine } from '../support/mounts';
+
+const canRun = realDevicesOrFailInCI('pin tests');
+
+const FAKE = path.resolve(__dirname, '../support/fake_service.py');
+
+describe.skipIf(!canRun)('pins all the way: a path swapped after pinning changes nothing', () => {
+  let dir: string;
+  let loopA: string;
+  let loopB: string;
+  let real: string;
+  let other: string;
+  let dirLink: string;
+  let srcLink: string;
+  let kernelPolicy: string;
+  let activator: Activator | undefined;
+  const savedEnv = { ...process.env };
+
+  beforeAll(() => {
+    dir = tempDir();
+    loopA = attachLoop(makeImage(fs.mkdtempSync(path.join(dir, 'a-')), 'ext4', 16, 'PINNED'));
+    loopB = attachLoop(makeImage(fs.mkdtempSync(path.join(dir, 'b-')), 'ext4', 16, 'SWAPPED'));
+    real = path.join(dir, 'real');
+    other = path.join(dir, 'other');
+    fs.mkdirSync(real);
+    fs.mkdirSync(other);
+    dirLink = path.join(dir, 'dir-link');
+    srcLink = path.join(dir, 'src-link');
+    kernelPolicy = path.join(dir, 'kernel.yaml');
+    fs.writeFileSync(kernelPolicy, `version: 1
+rules:
+  - name: loop-to-kernel
+    match: { loop: true }
+    action: kernel
+`);
+    fs.mkdirSync(path.join(dir, 'sockets'));
+    process.env.FUSEGATE_SOCKET_DIR = path.join(dir, 'sockets');
+    process.env.FUSEGATE_FSTAB = path.join(dir, 'fstab');
+    fs.writeFileSync(process.env.FUSEGATE_FSTAB, '');
+  });
+
+  afterEach(async () => {
+    for (const d of [real, other]) unmountAll(d);
+    await activator?.stop();
+    activator = undefined;
+    for (const l of [dirLink, srcLink]) fs.rmSync(l, { force: true });
+  });
+
+  afterAll(() => {
+    process.env = savedEnv;
+    releaseAll();
+  });
+
+  function link(at: string, to: string): void {
+    fs.rmSync(at, { force: true });
+    fs.symlinkSync(to, at);
+  }
+
+  function claimed(dev: string): boolean {
+    try {
+      fs.closeSync(fs.openSync(dev, fs.constants.O_RDONLY | fs.constants.O_EXCL));
+      return false;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') return true;
+      throw err;
+    }
+  }
+
+  it('kernel path: DIR swapped after pinning, the mount still lands on the pinned directory', async () => {
+    process.env.FUSEGATE_POLICY = kernelPolicy;
+    link(dirLink, real);
+    const code = await runHelper([loopA, dirLink], '/sbin/mount.fusegate', { afterPin: () => link(dirLink, other) });
+    expect(code).toBe(0);
+    expect(mountsAt(other)).toEqual([]);
+    const [m] = mountsAt(real);
+    expect(m).toMatchObject({ fsType: 'ext4', source: loopA });
+    // utab names the real mountpoint, so umount(8) finds the record and removes it.
+    expect(utabLine(real)).toContain('x-fusegate.rule=loop-to-kernel');
+  });
+
+  it('kernel path: SOURCE swapped after pinning, the pinned device is mounted', async () => {
+    process.env.FUSEGATE_POLICY = kernelPolicy;
+    link(srcLink, loopA);
+    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { afterPin: () => link(srcLink, loopB) });
+    expect(code).toBe(0);
+    const [m] = mountsAt(real);
+    expect(m?.source).toBe(loopA);
+    expect(claimed(loopB)).toBe(false);
+  });
+
+  it('fuseblk: SOURCE swapped after pinning, the kernel claims the pinned device, not the swapped one', async () => {
+    process.env.FUSEGATE_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
+    activator = await startActivator(path.join(dir, 'sockets', 'fuse2fs'), ['python3', FAKE], { FAKE_MODE: 'fuseblk' });
+    link(srcLink, loopA);
+    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { afterPin: () => link(srcLink, loopB) });
+    expect(code).toBe(0);
+    const [m] = mountsAt(real);
+    expect(m).toMatchObject({ fsType: 'fuseblk.fuse2fs', source: loopA });
+    expect(claimed(loopA)).toBe(true);
+    expect(claimed(loopB)).toBe(false);
+  });
+});
