@@ -53,17 +53,19 @@ export function requireRoot(caller: Caller): void {
 
 /** Seams for in-process tests; the installed helper never sets them. */
 export interface HelperHooks {
-  /** runs right after SOURCE and DIR are pinned: tests swap paths here to prove the pins hold */
-  afterPin?: () => void;
+  /**
+   * runs after the decision, right before the mount is made: tests swap
+   * SOURCE or DIR for another symlink target here to prove the pins hold
+   */
+  beforeMount?: () => void;
 }
 
-export function buildContext(args: HelperArgs, caller: Caller, hooks: HelperHooks = {}): MountContext {
+export function buildContext(args: HelperArgs, caller: Caller): MountContext {
   const source = pinSource(args.source, caller);
   let mountpoint: Pinned | undefined;
   try {
     mountpoint = pinMountpoint(args.mountpoint, caller);
     mark('pinned');
-    hooks.afterPin?.();
     // Facts about the pinned inode, not about whatever the path names now.
     const facts = gatherFacts({
       source: args.source,

@@ -77,7 +77,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   const caller = callerOf();
   requireRoot(caller);
   mark('start');
-  const ctx = buildContext(args, caller, hooks);
+  const ctx = buildContext(args, caller);
   mark('decided');
   try {
     const d = ctx.decision;
@@ -109,6 +109,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       if (d.readOnly && d.readOnlyWhy) say(`read-only because ${d.readOnlyWhy}`);
     }
     if (args.fake) return MountExit.SUCCESS;
+    hooks.beforeMount?.();
 
     const utab = [`x-fusegate.rule=${d.rule}`];
 

@@ -1,10 +1,10 @@
 /**
  * Issue 12 finding 4, reproduced: SOURCE or DIR is a symlink the caller
- * controls, swapped for another target right after the helper pinned it
- * (the afterPin seam of runHelper, in-process). The mount must use what was
- * pinned: the kernel path mounts onto the pinned directory and the pinned
- * device, and a fuseblk mount claims the pinned device, not the one the
- * symlink names by the time the kernel is asked.
+ * controls, swapped for another target after the helper pinned and checked
+ * it, right before the mount (runHelper's beforeMount seam, in-process). The
+ * mount must use what was pinned: the kernel path mounts onto the pinned
+ * directory and the pinned device, and a fuseblk mount claims the pinned
+ * device, not the one the symlink names by the time the kernel is asked.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runHelper } from '../../helper/main';
 import { startActivator, type Activator } from '../support/activator';
 import { attachLoop, makeImage, realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
-import { mountsAt, unmountAll, utabLine } from '../support/mounts';
+import { mountsAt, unmountAll, utabLine, waitFor } from '../support/mounts';
 
 const canRun = realDevicesOrFailInCI('pin tests');
 
@@ -55,6 +55,8 @@ rules:
 
   afterEach(async () => {
     for (const d of [real, other]) unmountAll(d);
+    // A lazy unmount releases the device a moment later; the next test needs both free.
+    await waitFor(() => !claimed(loopA) && !claimed(loopB), 5000);
     await activator?.stop();
     activator = undefined;
     for (const l of [dirLink, srcLink]) fs.rmSync(l, { force: true });
@@ -83,7 +85,7 @@ rules:
   it('kernel path: DIR swapped after pinning, the mount still lands on the pinned directory', async () => {
     process.env.FUSEGATE_POLICY = kernelPolicy;
     link(dirLink, real);
-    const code = await runHelper([loopA, dirLink], '/sbin/mount.fusegate', { afterPin: () => link(dirLink, other) });
+    const code = await runHelper([loopA, dirLink], '/sbin/mount.fusegate', { beforeMount: () => link(dirLink, other) });
     expect(code).toBe(0);
     expect(mountsAt(other)).toEqual([]);
     const [m] = mountsAt(real);
@@ -95,7 +97,7 @@ rules:
   it('kernel path: SOURCE swapped after pinning, the pinned device is mounted', async () => {
     process.env.FUSEGATE_POLICY = kernelPolicy;
     link(srcLink, loopA);
-    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { afterPin: () => link(srcLink, loopB) });
+    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { beforeMount: () => link(srcLink, loopB) });
     expect(code).toBe(0);
     const [m] = mountsAt(real);
     expect(m?.source).toBe(loopA);
@@ -106,7 +108,7 @@ rules:
     process.env.FUSEGATE_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
     activator = await startActivator(path.join(dir, 'sockets', 'fuse2fs'), ['python3', FAKE], { FAKE_MODE: 'fuseblk' });
     link(srcLink, loopA);
-    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { afterPin: () => link(srcLink, loopB) });
+    const code = await runHelper([srcLink, real], '/sbin/mount.fusegate', { beforeMount: () => link(srcLink, loopB) });
     expect(code).toBe(0);
     const [m] = mountsAt(real);
     expect(m).toMatchObject({ fsType: 'fuseblk.fuse2fs', source: loopA });
