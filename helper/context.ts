@@ -39,13 +39,15 @@ export function callerOf(): Caller {
 
 /**
  * Refuses callers who are not root. A privileged broker for ordinary users
- * is future work; until then an administrator mounts for them (fstab with
- * `user` goes through mount(8), which calls us as root).
+ * is future work; until then root mounts for them. An fstab line with `user`
+ * does not help: libmount drops to the real uid before it runs a helper, so
+ * such a mount reaches us as the user and is refused here. udisks2 runs
+ * mount(8), and so this helper, as root.
  */
 export function requireRoot(caller: Caller): void {
   if (caller.uid !== 0 || process.geteuid!() !== 0) {
     throw new FusegateError('only root may mount through fusegate for now', {
-      hint: 'ask an administrator to add an /etc/fstab line for this device, or to mount it with udisksctl',
+      hint: 'mount it with udisksctl mount -b DEVICE (udisks2 mounts as root), or ask an administrator to mount it',
       exitCode: MountExit.USAGE,
     });
   }
