@@ -18,7 +18,9 @@
  * In-process because the kernel path's cost is part of every trusted mount
  * (bench/helper-startup): starting mount(8) took ~3 ms of it.
  */
+import * as fs from 'node:fs';
 import { MountExit } from '../lib/errors';
+import type { MountinfoEntry } from '../lib/mountinfo';
 import { libmountMount } from '../lib/native';
 import { statSource } from '../policy/facts';
 import type { MountOptions } from '../policy/options';
@@ -43,6 +45,26 @@ export interface KernelMountResult {
   message: string | null;
 }
 
+/**
+ * Whether the new mount sits on the pinned source: for a block device, its
+ * device number; for an image, the loop device's backing file. libmount
+ * opens an image by path to set up the loop device (it canonicalizes even
+ * /proc/self/fd/N to a path), so this is checked after the fact: the kernel
+ * reports both paths (the loop's backing file, the pinned fd) from the
+ * inodes themselves, and two inodes never share a path at the same moment.
+ */
+function mountedPinnedSource(source: Pinned, made: MountinfoEntry | undefined): boolean {
+  if (made === undefined) return false;
+  if (source.stat.isBlockDevice()) return made.device === statSource(source.fdPath)?.device;
+  const loop = /^\/dev\/(loop\d+)$/.exec(made.source)?.[1];
+  if (loop === undefined) return false;
+  try {
+    return fs.readFileSync(`/sys/block/${loop}/loop/backing_file`, 'utf8').trimEnd() === fs.readlinkSync(source.fdPath);
+  } catch {
+    return false;
+  }
+}
+
 export async function kernelMount(req: KernelMountRequest): Promise<KernelMountResult> {
   const shown = req.mountpoint.path;
   const r = await libmountMount({
@@ -56,8 +78,7 @@ export async function kernelMount(req: KernelMountRequest): Promise<KernelMountR
   if (r.code !== MountExit.SUCCESS) return { code: r.code, message: r.message === '' ? null : `${shown}: ${r.message}.` };
 
   const made = topMountAt(req.mountpoint.fd);
-  const pinnedDevice = req.source.stat.isBlockDevice() ? statSource(req.source.fdPath)?.device : undefined;
-  if (pinnedDevice !== undefined && made?.device !== pinnedDevice) {
+  if (!mountedPinnedSource(req.source, made)) {
     abortAndDetach(req.mountpoint.fd, made?.device ?? null);
     return { code: MountExit.FAILURE, message: `${shown}: ${req.source.path} changed after fusegate checked it; the mount was undone.` };
   }

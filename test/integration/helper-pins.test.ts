@@ -104,6 +104,27 @@ rules:
     expect(claimed(loopB)).toBe(false);
   });
 
+  it('kernel path: an image SOURCE replaced before the mount is refused, and nothing stays mounted', async () => {
+    const imgA = path.join(dir, 'imgA.img');
+    const imgB = path.join(dir, 'imgB.img');
+    for (const [img, label] of [[imgA, 'IMGA'], [imgB, 'IMGB']] as const) {
+      fs.copyFileSync(makeImage(fs.mkdtempSync(path.join(dir, 'i-')), 'ext4', 16, label), img);
+    }
+    process.env.FUSEGATE_POLICY = path.join(dir, 'images-kernel.yaml');
+    fs.writeFileSync(process.env.FUSEGATE_POLICY, 'version: 1\nrules:\n  - name: images-to-kernel\n    match: { kind: image }\n    action: kernel\n');
+    // The file itself is replaced (renamed over): the pinned inode is no longer at its path.
+    const swap = () => {
+      fs.renameSync(imgA, `${imgA}.old`);
+      fs.renameSync(imgB, imgA);
+    };
+    const code = await runHelper([imgA, real], '/sbin/mount.fusegate', { beforeMount: swap });
+    // libmount sets up the loop device by path: the swap is caught after the fact and undone.
+    expect(code).toBe(32);
+    expect(mountsAt(real)).toEqual([]);
+    expect(await runHelper([imgA, real], '/sbin/mount.fusegate')).toBe(0);
+    expect(mountsAt(real)).toHaveLength(1);
+  });
+
   it('fuseblk: SOURCE swapped after pinning, the kernel claims the pinned device, not the swapped one', async () => {
     process.env.FUSEGATE_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
     activator = await startActivator(path.join(dir, 'sockets', 'fuse2fs'), ['python3', FAKE], { FAKE_MODE: 'fuseblk' });
