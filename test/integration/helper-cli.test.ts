@@ -184,7 +184,7 @@ rules:
     const r = helper([img, mnt], { policy: 'imagesKernel', uid: 65534 });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('only root may mount through fusegate');
-    expect(r.stderr).toContain('/etc/fstab');
+    expect(r.stderr).toContain('udisksctl mount -b');
     expect(mountsAt(mnt)).toEqual([]);
   });
 
