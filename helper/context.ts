@@ -3,7 +3,8 @@
  * it acts (as util-linux libmount's context): the command line, who called,
  * the pinned source and mountpoint, the facts, the policy and its decision.
  * Authorization is decided here, by the policy; the mechanisms in
- * kernel-mount.ts and helper-session.ts only carry it out.
+ * kernel-mount.ts and helper-session.ts only carry it out; they take what
+ * they need from the decision and never read the policy again.
  */
 import * as fs from 'node:fs';
 import { machineAvailability } from '../lib/availability';
@@ -14,7 +15,7 @@ import { gatherFacts } from '../policy/facts';
 import { loadPolicyForMount, type PolicyError } from '../policy/load';
 import type { Decision, Facts, Policy } from '../policy/types';
 import type { HelperArgs } from './args';
-import { assertStillPinned, pinMountpoint, pinSource, type Caller, type Pinned } from './pins';
+import { pinMountpoint, pinSource, type Caller, type Pinned } from './pins';
 import { mark } from './timing';
 
 export interface MountContext {
@@ -53,20 +54,30 @@ export function requireRoot(caller: Caller): void {
   );
 }
 
+/** Seams for in-process tests; the installed helper never sets them. */
+export interface HelperHooks {
+  /**
+   * runs after the decision, right before the mount is made: tests swap
+   * SOURCE or DIR for another symlink target here to prove the pins hold
+   */
+  beforeMount?: () => void;
+}
+
 export function buildContext(args: HelperArgs, caller: Caller): MountContext {
   const source = pinSource(args.source, caller);
   let mountpoint: Pinned | undefined;
   try {
     mountpoint = pinMountpoint(args.mountpoint, caller);
     mark('pinned');
+    // Facts about the pinned inode, not about whatever the path names now.
     const facts = gatherFacts({
       source: args.source,
+      sourceFd: source.fd,
       mountpoint: args.mountpoint,
       requestedType: args.requestedType,
       options: args.options,
       caller,
     }, process.env.FUSEGATE_FSTAB ? { fstab: process.env.FUSEGATE_FSTAB } : {});
-    assertStillPinned(args.source, source, 'source');
     mark('facts');
     const { policy, error } = loadPolicyForMount();
     mark('policy');

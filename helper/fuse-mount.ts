@@ -22,8 +22,15 @@ export interface FuseMountSpec {
   fsType: 'fuse' | 'fuseblk';
   /** e.g. 'fuse2fs': the mount shows as fuse.fuse2fs */
   subtype: string;
-  /** shown as the mount's source */
+  /** shown as the mount's source; for fuseblk, the path the kernel opens the block device by */
   source: string;
+  /**
+   * fuseblk: "major:minor" of the pinned device. The new superblock must sit
+   * on exactly that device; otherwise the mount is aborted and detached at
+   * once. (Checked in mountinfo: stat() of the new mount would wait for a
+   * server that only starts serving after our reply.)
+   */
+  expectDevice?: string;
   /** S_IFDIR or S_IFREG of the pinned mountpoint, octal in rootmode= */
   rootMode: number;
   userId: number;
@@ -106,13 +113,20 @@ export function makeFuseMount(spec: FuseMountSpec): MadeMount {
   } finally {
     fs.closeSync(fsfd);
   }
-  return { api: 'fsmount', device: findMountDevice(spec.mountpointFd) };
+  return assertOnDevice({ api: 'fsmount', device: findMountDevice(spec.mountpointFd) }, spec);
 }
 
 function legacyMount(spec: FuseMountSpec): MadeMount {
   const target = `/proc/self/fd/${spec.mountpointFd}`;
   native.mount(spec.source, target, `${spec.fsType}.${spec.subtype}`, spec.msFlags, legacyData(spec));
-  return { api: 'mount(2)', device: findMountDevice(spec.mountpointFd) };
+  return assertOnDevice({ api: 'mount(2)', device: findMountDevice(spec.mountpointFd) }, spec);
+}
+
+/** The made mount, or, when it is not on the pinned device, nothing: it is torn down and ESTALE thrown. */
+function assertOnDevice(made: MadeMount, spec: FuseMountSpec): MadeMount {
+  if (spec.expectDevice === undefined || made.device === spec.expectDevice) return made;
+  abortAndDetach(spec.mountpointFd, made.device);
+  throw new native.SyscallError(`${spec.source} is no longer the device that was checked (it changed after it was pinned)`, 'ESTALE', 116, 'mount');
 }
 
 /**
@@ -132,9 +146,12 @@ function findMountDevice(mountpointFd: number): string | null {
 
 /**
  * Tears down a mount that must not stay: aborts its FUSE connection first, so
- * requests stuck on a hung server fail at once, then detaches it.
+ * requests stuck on a hung server fail at once, then detaches it. Goes by the
+ * pinned mountpoint fd, not the caller's path (which may have been swapped
+ * for a symlink): the mount detached is the top mount on the pinned
+ * directory, and only if it is the one made (its device is `device`).
  */
-export function abortAndDetach(mountpoint: string, device: string | null): void {
+export function abortAndDetach(mountpointFd: number, device: string | null): void {
   if (device !== null) {
     const [major, minor] = device.split(':').map(Number);
     // FUSE connections are named by their device number (major is 0 for FUSE).
@@ -145,8 +162,11 @@ export function abortAndDetach(mountpoint: string, device: string | null): void 
       // fusectl not mounted: the detach below still removes the mount
     }
   }
+  const where = fs.readlinkSync(`/proc/self/fd/${mountpointFd}`);
+  const top = topMountAt(mountpointFd);
+  if (top === undefined || (device !== null && top.device !== device)) return;
   try {
-    native.umount2(mountpoint, native.MNT_DETACH | native.UMOUNT_NOFOLLOW);
+    native.umount2(where, native.MNT_DETACH | native.UMOUNT_NOFOLLOW);
   } catch (err) {
     if (!(err instanceof native.SyscallError && err.code === 'EINVAL')) throw err;
   }

@@ -33,11 +33,34 @@ import {
   type Message,
   type OpenRequest,
 } from '../lib/protocol';
-import { makeFuseMount, type MadeMount } from './fuse-mount';
 import { ERRNO as E } from '../lib/errno';
+import { statSource } from '../policy/facts';
+import { optionMatches, PatternSet } from '../policy/match';
+import type { MountOptions } from '../policy/options';
+import { makeFuseMount, type FuseMountSpec, type MadeMount } from './fuse-mount';
 
 /** O_ACCMODE is missing from fs.constants. */
 const O_ACCMODE = 3;
+
+/**
+ * What the session does to the machine, injected so every rule the session
+ * enforces can be tested unprivileged (test/unit/helper-enforcement.test.ts)
+ * with a fake in place of the kernel.
+ */
+export interface SessionMechanism {
+  /** open(2) of `path` with the caller's filesystem rights (fsuid/fsgid), O_CLOEXEC */
+  openAsCaller(path: string, flags: number, caller: { uid: number; gid: number }): number;
+  /** a fresh /dev/fuse fd for the connection the mount will be bound to */
+  openDevFuse(): number;
+  /** makes the mount; throws SyscallError with the kernel's errno */
+  mount(spec: FuseMountSpec): MadeMount;
+}
+
+export const KERNEL_MECHANISM: SessionMechanism = {
+  openAsCaller: (path, flags, caller) => native.openAs(path, flags, 0, caller),
+  openDevFuse: () => fs.openSync('/dev/fuse', fs.constants.O_RDWR | 0o2000000),
+  mount: makeFuseMount,
+};
 
 /** What the policy and the command line allow this conversation to do. */
 export interface SessionPlan {
@@ -47,18 +70,22 @@ export interface SessionPlan {
   source: string;
   /** DIR exactly as on the helper's command line: the only path MNTP may name */
   mountpoint: string;
-  /** options for the server after the policy's edits (-o for argv) */
-  options: string[];
+  /** the decision's options: the server's -o, and the MS_* flags forced on the mount */
+  options: MountOptions;
   /** O_PATH fd of the source pinned at start-up; files are reopened through it */
   sourceFd: number;
   sourceIsBlock: boolean;
+  /**
+   * what a fuseblk mount names as its source: the kernel looks the block
+   * device up by this path, so it is the pinned fd's own path (a device node
+   * under /dev, which only root can change), never the caller's spelling
+   */
+  blockSourcePath: string;
   /** O_PATH fd of the mountpoint pinned at start-up; the mount goes onto it */
   mountpointFd: number;
   caller: { uid: number; gid: number };
-  /** MS_* flags the policy forces on whatever the server asks for */
-  forcedMsFlags: number;
-  /** options the policy refuses: a server asking for one gets EPERM */
-  refusedOptions: string[];
+  /** the policy's refuse_options (globs): a server asking for a matching option gets EPERM */
+  refusePatterns: string[];
   /** the policy forces read-only: write opens get EROFS */
   readOnly: boolean;
   /** ms until the whole conversation must be over */
@@ -93,16 +120,27 @@ const ALLOWED_MS_FLAGS =
   MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.SYNCHRONOUS | MS.DIRSYNC | MS.NOSYMFOLLOW |
   MS.NOATIME | MS.NODIRATIME | MS.RELATIME | MS.STRICTATIME | MS.LAZYTIME | MS.SILENT;
 
+/**
+ * Flags every sandboxed mount gets, whatever the policy or the server says
+ * (policy/mandatory.ts): a setuid binary or a device node on an untrusted
+ * image must never take effect.
+ */
+const SANDBOX_MS_FLAGS = MS.NOSUID | MS.NODEV;
+
 /** Options of the FUSE superblock a server may set with OPTS. */
 const ALLOWED_FUSE_OPTIONS = /^(allow_other|default_permissions|max_read=\d+|blksize=\d+)$/;
 
 /** MTAB: only utab-only options (x-*) and the libfuse "-n" token. */
 const ALLOWED_MTAB_OPTION = /^(x-[A-Za-z0-9._-]+(=[^,]*)?|-n)$/;
 
+/** utab options only the helper writes (umount.fusegate trusts x-fusegate.unit=). */
+const RESERVED_MTAB_OPTION = /^x-fusegate\./;
+
 export interface SessionResult {
   mount: MadeMount;
   /** the server's x-* options for utab, empty when it sent -n */
   utabOptions: string[];
+  /** the server sent -n: its own options stay out of utab (fusegate's record is written anyway) */
   utabDisabled: boolean;
   /** the exit code from BYEE */
   exitCode: number;
@@ -126,12 +164,16 @@ export class HelperSession {
   private mountpointMode = 0;
   private made: MadeMount | undefined;
   private devFuseFd = -1;
+  private readonly refuse: PatternSet;
 
   constructor(
     private readonly channel: Channel,
     private readonly plan: SessionPlan,
     private readonly onEvent: (e: SessionEvent) => void = () => {},
-  ) {}
+    private readonly mechanism: SessionMechanism = KERNEL_MECHANISM,
+  ) {
+    this.refuse = new PatternSet(plan.refusePatterns);
+  }
 
   /** The mount made so far, if any: the caller must undo it when run() fails. */
   get mount(): MadeMount | undefined {
@@ -183,12 +225,12 @@ export class HelperSession {
       fs.closeSync(memfd);
     }
     // Kept open until the mount is made: the kernel needs it for fd=N.
-    this.devFuseFd = fs.openSync('/dev/fuse', fs.constants.O_RDWR | 0o2000000);
+    this.devFuseFd = this.mechanism.openDevFuse();
     await this.send({ kind: 'FILE', error: 0, path: FILE_FUSEDEV }, this.devFuseFd);
   }
 
   private argvOptions(): string[] {
-    return this.plan.options.length > 0 ? ['-o', this.plan.options.join(',')] : [];
+    return this.plan.options.list.length > 0 ? ['-o', this.plan.options.list.join(',')] : [];
   }
 
   // ------------------------------------------------------------------ serve
@@ -287,7 +329,7 @@ export class HelperSession {
     // Reopen through the pinned fd: the same inode the policy looked at, with
     // the caller's rights. O_EXCL only if the server asks: a fuseblk mount
     // takes the exclusive claim itself and would fail (EBUSY) against ours.
-    const fd = native.openAs(`/proc/self/fd/${this.plan.sourceFd}`, req.openFlags, 0, this.plan.caller);
+    const fd = this.mechanism.openAsCaller(`/proc/self/fd/${this.plan.sourceFd}`, req.openFlags, this.plan.caller);
     if (req.kind === 'BDEV' && !fs.fstatSync(fd).isBlockDevice()) {
       fs.closeSync(fd);
       throw new Refusal(E.ENOTBLK, `'${req.path}' is not a block device`);
@@ -304,7 +346,7 @@ export class HelperSession {
   private assertNotInUse(): void {
     let fd: number;
     try {
-      fd = native.openAs(`/proc/self/fd/${this.plan.sourceFd}`, fs.constants.O_RDONLY | fs.constants.O_EXCL, 0, this.plan.caller);
+      fd = this.mechanism.openAsCaller(`/proc/self/fd/${this.plan.sourceFd}`, fs.constants.O_RDONLY | fs.constants.O_EXCL, this.plan.caller);
     } catch (err) {
       if (err instanceof native.SyscallError && err.code === 'EBUSY') {
         throw new Refusal(E.EBUSY, `'${this.plan.source}' is in use (mounted or claimed elsewhere)`);
@@ -351,14 +393,19 @@ export class HelperSession {
     const list = options.split(',').filter((o) => o !== '');
     for (const opt of list) {
       const key = opt.split('=')[0]!;
-      if (this.plan.refusedOptions.includes(opt) || this.plan.refusedOptions.includes(key)) {
-        throw new Refusal(E.EPERM, `option '${opt}' is refused by the policy`);
-      }
+      // The decision's own matcher: refuse_options are globs (policy/match.ts).
+      if (optionMatches(this.refuse, opt)) throw new Refusal(E.EPERM, `option '${opt}' is refused by the policy`);
       if (!ALLOWED_FUSE_OPTIONS.test(opt)) throw new Refusal(E.EINVAL, `option '${opt}' is not a FUSE mount option`);
       if (key === 'blksize' && !(this.fsopenFlags & FSOPEN_FLAGS.FUSEBLK)) {
         throw new Refusal(E.EINVAL, 'blksize= is only for fuseblk mounts');
       }
       if (key === 'allow_other' && this.plan.caller.uid !== 0) throw new Refusal(E.EPERM, 'allow_other is only for root');
+    }
+    // With allow_other, other users' access must be checked by the kernel
+    // against the files' modes: a server cannot opt out of that.
+    if (list.includes('allow_other') && !list.includes('default_permissions')) {
+      list.push('default_permissions');
+      this.onEvent({ kind: 'policy-applied', what: 'default_permissions added: every allow_other mount gets it' });
     }
     this.fuseOptions = list;
     return 0;
@@ -368,6 +415,8 @@ export class HelperSession {
     const list = options.split(',').filter((o) => o !== '');
     const bad = list.find((o) => !ALLOWED_MTAB_OPTION.test(o));
     if (bad !== undefined) throw new Refusal(E.EINVAL, `utab option '${bad}' is not an x- option`);
+    const reserved = list.find((o) => RESERVED_MTAB_OPTION.test(o));
+    if (reserved !== undefined) throw new Refusal(E.EPERM, `utab option '${reserved}' is reserved for fusegate's own record`);
     this.utabDisabled = list.includes('-n');
     this.utabOptions = list.filter((o) => o !== '-n');
     return 0;
@@ -378,18 +427,21 @@ export class HelperSession {
       throw new Refusal(E.EINVAL, `mount flags 0x${msFlags.toString(16)} include more than plain mount options`);
     }
     if (this.mountpointMode === 0) throw new Refusal(E.EINVAL, 'no mountpoint was accepted');
-    const forced = this.plan.forcedMsFlags | (this.plan.readOnly ? MS.RDONLY : 0);
+    const forced = SANDBOX_MS_FLAGS | this.plan.options.msFlags | (this.plan.readOnly ? MS.RDONLY : 0);
     if (this.fsopenFlags & FSOPEN_FLAGS.FUSEBLK) this.assertNotInUse();
     if ((msFlags | forced) !== msFlags) {
       this.onEvent({ kind: 'policy-applied', what: `policy forced mount flags 0x${(forced & ~msFlags).toString(16)}` });
     }
     try {
-      this.made = makeFuseMount({
+      const fuseblk = (this.fsopenFlags & FSOPEN_FLAGS.FUSEBLK) !== 0;
+      this.made = this.mechanism.mount({
         devFuseFd: this.devFuseFd,
         mountpointFd: this.plan.mountpointFd,
-        fsType: this.fsopenFlags & FSOPEN_FLAGS.FUSEBLK ? 'fuseblk' : 'fuse',
+        fsType: fuseblk ? 'fuseblk' : 'fuse',
         subtype: this.plan.backend,
-        source: this.plan.source,
+        // fuseblk: the kernel opens the device by this path (pins all the way, issue 12 finding 4)
+        source: fuseblk ? this.plan.blockSourcePath : this.plan.source,
+        expectDevice: fuseblk ? statSource(`/proc/self/fd/${this.plan.sourceFd}`)?.device : undefined,
         rootMode: this.mountpointMode,
         userId: this.plan.caller.uid,
         groupId: this.plan.caller.gid,

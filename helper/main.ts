@@ -12,13 +12,12 @@ import { FusegateError, MountExit } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
-import { buildContext, callerOf, releaseContext, requireRoot, type MountContext } from './context';
+import { buildContext, callerOf, releaseContext, requireRoot, type HelperHooks, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
 import { writeOut } from '../lib/output';
 import { mark } from './timing';
-import { recordInUtab, userspaceOptions } from './utab';
+import { recordInUtab, sandboxUtabOptions } from './utab';
 import { timeoutMs } from '../lib/timeouts';
-import { UNIT_OPTION } from '../lib/instance';
 import { guardPathsThroughFuse } from './watchdog';
 
 function say(line: string): void {
@@ -68,7 +67,7 @@ function printTrace(ctx: MountContext): void {
   say(`options: ${d.finalOptions.join(',') || '(none)'}`);
 }
 
-async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number): Promise<number> {
+async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number, hooks: HelperHooks): Promise<number> {
   const caller = callerOf();
   requireRoot(caller);
   // Before SOURCE and DIR are touched: a FUSE server on their way that never
@@ -107,14 +106,16 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       if (d.readOnly && d.readOnlyWhy) say(`read-only because ${d.readOnlyWhy}`);
     }
     if (args.fake) return MountExit.SUCCESS;
+    hooks.beforeMount?.();
 
     const utab = [`x-fusegate.rule=${d.rule}`];
+
     if (d.action === 'kernel') {
       const { code, message } = await kernelMount({
-        source: args.source,
-        mountpoint: args.mountpoint,
+        source: ctx.source,
+        mountpoint: ctx.mountpoint,
         fsType: d.fsType!,
-        options: d.finalOptions,
+        options: d.mountOptions,
         utabOptions: utab,
         noMtab: args.noMtab,
       });
@@ -145,17 +146,11 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
         }
       });
       let exit: number = MountExit.SUCCESS;
-      if (!args.noMtab && !result.utabDisabled) {
-        // helper=fusegate: umount(8) then runs umount.fusegate, which waits for the server to finish writing.
-        const options = [
-          'helper=fusegate',
-          `x-fusegate.backend=${d.backend}`,
-          ...(unit ? [`${UNIT_OPTION}=${unit}`] : []),
-          ...utab,
-          ...userspaceOptions(d.finalOptions),
-          ...result.utabOptions,
-        ];
-        const err = await recordInUtab(args.source, args.mountpoint, `fuse.${d.backend}`, options);
+      // The server's -n drops only its own options: fusegate's record is what
+      // makes umount(8) run umount.fusegate and wait for the server.
+      if (!args.noMtab) {
+        const options = sandboxUtabOptions({ backend: d.backend!, unit, rule: d.rule, mount: d.mountOptions, server: result });
+        const err = await recordInUtab(args.source, ctx.mountpoint.path, `fuse.${d.backend}`, options);
         if (err !== null) {
           say(`mounted, but utab could not be written: ${err}`);
           exit = MountExit.MTAB;
@@ -179,7 +174,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
  * Runs the helper for one command line and returns its exit status. Kept free
  * of process.exit so tests can run it in-process and count fds around it.
  */
-export async function runHelper(argv: string[], argv0: string): Promise<number> {
+export async function runHelper(argv: string[], argv0: string, hooks: HelperHooks = {}): Promise<number> {
   const started = Date.now();
   try {
     const parsed = parseArgs(argv, argv0);
@@ -193,7 +188,7 @@ export async function runHelper(argv: string[], argv0: string): Promise<number> 
     }
     const args = parsed.args;
     const log = createLogger({ identifier: 'fusegate', fallback: args.verbose ? 'stderr' : 'silent' });
-    return await mountThroughPolicy(args, log, started);
+    return await mountThroughPolicy(args, log, started, hooks);
   } catch (err) {
     if (err instanceof FusegateError) {
       say(err.message);

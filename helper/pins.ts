@@ -11,8 +11,17 @@ import * as native from '../lib/native';
 const O_PATH = 0o10000000;
 
 export interface Pinned {
+  /** O_PATH fd, opened as the caller */
   fd: number;
+  /** fstat of the fd */
   stat: fs.Stats;
+  /** `/proc/self/fd/N`: names the pinned inode itself, wherever its path now leads */
+  fdPath: string;
+  /**
+   * the kernel's path of the pinned inode when it was pinned (readlink of
+   * fdPath): symlinks resolved, for what a mount shows and utab records
+   */
+  path: string;
 }
 
 export interface Caller {
@@ -34,7 +43,8 @@ function pin(file: string, caller: Caller, what: string): Pinned {
       exitCode: MountExit.FAILURE,
     });
   }
-  return { fd, stat: fs.fstatSync(fd) };
+  const fdPath = `/proc/self/fd/${fd}`;
+  return { fd, stat: fs.fstatSync(fd), fdPath, path: fs.readlinkSync(fdPath) };
 }
 
 export function pinSource(source: string, caller: Caller): Pinned {
@@ -53,16 +63,4 @@ export function pinMountpoint(dir: string, caller: Caller): Pinned {
     throw new FusegateError(`mountpoint ${dir} is neither a directory nor a regular file`, { exitCode: MountExit.FAILURE });
   }
   return p;
-}
-
-/** Throws if `file` no longer names the pinned inode (it was swapped while we looked). */
-export function assertStillPinned(file: string, pinned: Pinned, what: string): void {
-  const now = fs.statSync(file);
-  const same = now.dev === pinned.stat.dev && now.ino === pinned.stat.ino && now.rdev === pinned.stat.rdev;
-  if (!same) {
-    throw new FusegateError(`${what} ${file} changed while fusegate was checking it; refusing to mount`, {
-      hint: 'something is replacing the path under mount; try again and investigate',
-      exitCode: MountExit.FAILURE,
-    });
-  }
 }

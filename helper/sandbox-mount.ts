@@ -7,7 +7,6 @@
 import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import * as native from '../lib/native';
-import { msFlagsOf } from '../lib/mount-flags';
 import { Channel, ProtocolError } from '../lib/protocol';
 import type { MountContext } from './context';
 import { abortAndDetach } from './fuse-mount';
@@ -58,7 +57,6 @@ export async function sandboxMount(
 ): Promise<SandboxOutcome> {
   const { args, decision } = ctx;
   if (!ctx.socket || !decision.backend) throw new FusegateError('internal: sandbox path without a backend', { exitCode: MountExit.INTERNAL });
-  const rule = ctx.policy.rules.find((r) => r.name === decision.rule);
   const fd = native.socketSeqpacket();
   // The server never sends fds to the helper (only FILE carries one, and only
   // the helper sends FILE): have the kernel refuse them, so a hostile server
@@ -79,13 +77,13 @@ export async function sandboxMount(
         backend: decision.backend,
         source: args.source,
         mountpoint: args.mountpoint,
-        options: decision.finalOptions,
+        options: decision.mountOptions,
         sourceFd: ctx.source.fd,
         sourceIsBlock: ctx.source.stat.isBlockDevice(),
+        blockSourcePath: ctx.source.path,
         mountpointFd: ctx.mountpoint.fd,
         caller: ctx.caller,
-        forcedMsFlags: msFlagsOf(decision.finalOptions),
-        refusedOptions: rule?.refuseOptions ?? ctx.policy.defaults.refuseOptions,
+        refusePatterns: decision.refusedOptions.patterns,
         readOnly: decision.readOnly,
         deadline,
       },
@@ -96,10 +94,10 @@ export async function sandboxMount(
     if (session.mount) guardNewMount(session.mount.device, args.mountpoint);
     // Looked up only now: systemd may create the instance after accepting.
     unit = instanceForClient(decision.backend, process.pid, process.getuid!());
-    await confirmAnswers(args.mountpoint, Math.max(deadline - Date.now(), TIMEOUTS.mountAnswerMinimum.defaultMs));
+    await confirmAnswers(ctx.mountpoint.path, Math.max(deadline - Date.now(), TIMEOUTS.mountAnswerMinimum.defaultMs));
     return { result, unit, serverPid: unit ? instanceProcesses(unit)[0] ?? null : null };
   } catch (err) {
-    if (session?.mount) abortAndDetach(args.mountpoint, session.mount.device);
+    if (session?.mount) abortAndDetach(ctx.mountpoint.fd, session.mount.device);
     if (err instanceof SandboxMountError) throw err;
     const why =
       err instanceof ServiceFailed

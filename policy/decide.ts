@@ -8,7 +8,8 @@
  */
 import { backendsForType, findBackend } from '../lib/backends';
 import { compiledRules, optionMatches, PatternSet, ruleMatches, viewFacts } from './match';
-import { applyForced } from './options';
+import { forbiddenIn, mandatoryOptions } from './mandatory';
+import { applyForced, mountOptionsOf } from './options';
 import type {
   Action, BackendPlan, Decision, Facts, Fallback, MountPlan, OnRefused, Policy, Rule, TraceEntry,
 } from './types';
@@ -56,13 +57,14 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
     backendPlans: [],
     backend: null,
     forcedOptions: eff.forceOptions,
-    refusedOptions: { options: [], handling: 'none' },
+    refusedOptions: { patterns: eff.refuseOptions, options: [], handling: 'none' },
     overriddenOptions: [],
     readOnly: false,
     readOnlyWhy: null,
     fallback: eff.fallback,
     fallbackApplied: null,
     finalOptions: [],
+    mountOptions: mountOptionsOf([]),
     requestedOptions: facts.options.value,
     kernelPlan: null,
     trace,
@@ -78,7 +80,7 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
     const refuse = new PatternSet(eff.refuseOptions);
     const refused = requested.filter((o) => optionMatches(refuse, o));
     if (refused.length > 0) {
-      d.refusedOptions = { options: refused, handling: eff.onRefused };
+      d.refusedOptions = { patterns: eff.refuseOptions, options: refused, handling: eff.onRefused };
       if (eff.onRefused === 'deny') {
         return deny(d, `${who(d.rule)} refuses the option${refused.length > 1 ? 's' : ''} ${refused.join(',')}; mount without ${refused.length > 1 ? 'them' : 'it'}`);
       }
@@ -89,11 +91,19 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
   const baseRoWhy = eff.readOnly
     ? `${eff.readOnlyBy} forces read-only`
     : requested.includes('ro') ? 'requested by the caller (-o ro)' : null;
-  const plan = (ro: boolean, why: string | null): MountPlan => {
-    const r = applyForced(requested, eff.forceOptions, ro);
+  // nosuid,nodev whatever the policy says (policy/mandatory.ts): asking for
+  // suid or dev where they are mandatory refuses the mount, never weakens it.
+  const mandatory = mandatoryOptions(d.action, facts);
+  const forbidden = forbiddenIn([...requested, ...eff.forceOptions], mandatory);
+  if (forbidden.length > 0) {
+    const on = d.action === 'fuse' ? 'a sandboxed mount' : 'a kernel mount of removable media, a loop device or an image';
+    return deny(d, `${forbidden.join(',')} ${forbidden.length > 1 ? 'are' : 'is'} never allowed on ${on}; fusegate always mounts it ${mandatory.join(',')}`);
+  }
+  const plan = (ro: boolean, why: string | null, must: readonly string[]): MountPlan => {
+    const r = applyForced(requested, [...eff.forceOptions, ...must.filter((m) => !eff.forceOptions.includes(m))], ro);
     return { readOnly: ro, readOnlyWhy: why, finalOptions: r.options, overriddenOptions: r.overridden };
   };
-  d.kernelPlan = plan(baseRoWhy !== null, baseRoWhy);
+  d.kernelPlan = plan(baseRoWhy !== null, baseRoWhy, mandatoryOptions('kernel', facts));
 
   if (d.action === 'kernel') return adopt(d, d.kernelPlan);
 
@@ -105,12 +115,12 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
   d.backends = eff.backends;
   d.backendPlans = eff.backends.map((name): BackendPlan => {
     const w = findBackend(name)!.types.find((t) => t.type === fsType)!;
-    if (baseRoWhy !== null) return { backend: name, ...plan(true, baseRoWhy) };
-    if (w.write === 'none') return { backend: name, ...plan(true, w.writeNote ?? `${name} cannot write ${fsType}`) };
+    if (baseRoWhy !== null) return { backend: name, ...plan(true, baseRoWhy, mandatory) };
+    if (w.write === 'none') return { backend: name, ...plan(true, w.writeNote ?? `${name} cannot write ${fsType}`, mandatory) };
     if (w.write === 'unsafe' && !eff.allowUnsafeWrite) {
-      return { backend: name, ...plan(true, `${w.writeNote ?? `${name} writes ${fsType} unsafely`}; allow_unsafe_write: true accepts the risk`) };
+      return { backend: name, ...plan(true, `${w.writeNote ?? `${name} writes ${fsType} unsafely`}; allow_unsafe_write: true accepts the risk`, mandatory) };
     }
-    return { backend: name, ...plan(false, null) };
+    return { backend: name, ...plan(false, null, mandatory) };
   });
   return adopt(d, d.backendPlans[0]!);
 }
@@ -177,6 +187,7 @@ function adopt(d: Decision, p: MountPlan): Decision {
   d.readOnly = p.readOnly;
   d.readOnlyWhy = p.readOnlyWhy;
   d.finalOptions = p.finalOptions;
+  d.mountOptions = mountOptionsOf(p.finalOptions);
   d.overriddenOptions = p.overriddenOptions;
   return d;
 }
@@ -192,6 +203,7 @@ function deny(d: Decision, reason: string): Decision {
   d.readOnlyWhy = null;
   d.forcedOptions = [];
   d.finalOptions = [];
+  d.mountOptions = mountOptionsOf([]);
   d.overriddenOptions = [];
   return d;
 }

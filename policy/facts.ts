@@ -83,13 +83,15 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
   const notes: string[] = [];
   const given = req.source;
 
+  // A pinned source is looked at through its fd: the inode the helper holds.
+  const viaFd = req.sourceFd === undefined ? null : `/proc/self/fd/${req.sourceFd}`;
   let real: string | null = null;
   try {
-    real = fs.realpathSync.native(given);
+    real = viaFd !== null ? fs.readlinkSync(viaFd) : fs.realpathSync.native(given);
   } catch {
     if (/^(UUID|LABEL|PARTUUID|PARTLABEL)=/i.test(given)) notes.push(`${given} is a tag: give the device path (mount(8) resolves tags before calling the helper)`);
   }
-  const st = real === null ? null : (envIn.stat ?? statSource)(real);
+  const st = real === null ? null : (envIn.stat ?? statSource)(viaFd ?? real);
   const kind: SourceKind = st === null ? 'missing' : st.kind;
   if (kind === 'missing') notes.push(`${given} does not exist`);
   if (kind === 'other') notes.push(`${given} is neither a block device nor a regular file`);
@@ -99,7 +101,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
   // libblkid in-process unless a test names another blkid binary or probe.
   const probeFn = envIn.probe ?? (envIn.blkid !== undefined ? (p: string) => probe(env.blkid, p) : probeWithLibblkid);
   const probeName = envIn.probe !== undefined ? envIn.probeName ?? 'probe' : envIn.blkid !== undefined ? 'blkid -p' : 'libblkid -p';
-  const probed = kind === 'block' || kind === 'image' ? probeFn(real!) : null;
+  const probed = kind === 'block' || kind === 'image' ? probeFn(viaFd ?? real!) : null;
   const tags = probed?.tags ?? {};
   const tag = (k: string): Fact<string | null> => fact(tags[k] ?? null, probed === null ? `not probed (${kind})` : probeName);
 
@@ -132,7 +134,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
 
   return {
     source: fact(given, 'caller'),
-    path: fact(real, real === null ? 'realpath(3): does not resolve' : 'realpath(3)'),
+    path: fact(real, real === null ? 'realpath(3): does not resolve' : viaFd !== null ? 'the pinned fd' : 'realpath(3)'),
     kind: fact(kind, real === null ? 'realpath(3)' : statFrom),
     device: fact(st?.device ?? null, statFrom),
     type,

@@ -6,6 +6,7 @@
  * after it, so the result never depends on which of two contradicting options
  * a filesystem driver happens to honour last.
  */
+import { msFlagsOf } from '../lib/mount-flags';
 
 const OPPOSITES: Record<string, string> = {
   suid: 'nosuid', dev: 'nodev', exec: 'noexec', ro: 'rw', sync: 'async',
@@ -52,4 +53,27 @@ export function applyForced(requested: readonly string[], forced: readonly strin
 
 function dedupe(opts: string[]): string[] {
   return [...new Set(opts)];
+}
+
+/**
+ * The options one mount is made with, in the one form that travels from
+ * decide() to the mount mechanism: the list as mount(8) -o would take it
+ * (the kernel path hands it to libmount, the sandbox path to the server as
+ * -o), with the two views the mechanisms need split off once, here.
+ */
+export interface MountOptions {
+  /** every option, in order */
+  list: string[];
+  /** the MS_* bits of the VFS flags in the list (ro, nosuid, nodev, noexec, …): forced on a FUSE mount whatever the server asks */
+  msFlags: number;
+  /** userspace-only options (x-*, uhelper=): recorded in utab, never given to a filesystem */
+  userspace: string[];
+}
+
+export function mountOptionsOf(list: readonly string[]): MountOptions {
+  return {
+    list: [...list],
+    msFlags: msFlagsOf(list),
+    userspace: list.filter((o) => o.startsWith('uhelper=') || o.startsWith('x-')),
+  };
 }

@@ -5,6 +5,8 @@
  * and a compiled policy is cached as JSON between mounts.
  */
 
+import type { MountOptions } from './options';
+
 /** A value together with where it came from, so explain can show provenance. */
 export interface Fact<T> {
   value: T;
@@ -25,6 +27,12 @@ export type FstabMatch = 'path' | 'uuid' | 'label' | 'partuuid' | 'partlabel' | 
 
 export interface MountRequest {
   source: string;
+  /**
+   * the source pinned by the helper (an O_PATH fd): when given, stat, probe
+   * and the canonical path come from the fd (/proc/self/fd/N), not from
+   * looking `source` up again
+   */
+  sourceFd?: number;
   mountpoint?: string;
   /** from -t; a request, never a fact; may be 'auto' or undefined */
   requestedType?: string;
@@ -193,6 +201,11 @@ export interface BackendPlan extends MountPlan {
 }
 
 export interface RefusedOptions {
+  /**
+   * the rule's refuse_options (globs, as written): the helper refuses a
+   * server's OPTS against these with the same matcher (policy/match.ts)
+   */
+  patterns: string[];
   /** requested options that the rule refuses */
   options: string[];
   /** deny: the request was denied; strip: they were removed; none: nothing requested was refused */
@@ -225,6 +238,8 @@ export interface Decision {
   fallbackApplied: { from: Action; why: string } | null;
   /** options the helper should mount with */
   finalOptions: string[];
+  /** the same options in the form the mount mechanisms take (policy/options.ts) */
+  mountOptions: MountOptions;
   requestedOptions: string[];
   /** the mount on the kernel driver, for a kernel fallback; null when denied */
   kernelPlan: MountPlan | null;

@@ -16,6 +16,7 @@ import {
   POLICY_VERSION, RULE_KEYS, TOP_KEYS,
 } from './schema';
 import { opposite } from './options';
+import { FORBIDDEN_OPTIONS, MANDATORY_OPTIONS } from './mandatory';
 import { findShadowed, spoofableTrust } from './shadow';
 import type {
   Action, BackendPrefs, Condition, Defaults, Diagnostic, MatchKey, Policy, Rule, Severity,
@@ -237,14 +238,32 @@ class Walker {
     return undefined;
   }
 
-  private options(node: YNode | null, pair: Pair, what: string): string[] | undefined {
+  /**
+   * @param applies for force_options: which mounts the list applies to, so
+   *   suid/dev (which fusegate never allows on a sandboxed mount) are reported
+   */
+  private options(node: YNode | null, pair: Pair, what: string, applies?: Action | 'any'): string[] | undefined {
     // An empty list is meaningful here: a rule's [] replaces the defaults' list.
     const items = this.strings(node, pair, what, '[nosuid, nodev]', true);
     if (items === null) return undefined;
     for (const [o, n] of items) {
       if (!OPTION_RE.test(o)) this.r.error(n, `${what}: '${o}' is not one mount option`, 'list options one per item, without commas or spaces');
+      else if (applies !== undefined && FORBIDDEN_OPTIONS.includes(o)) this.forbidden(n, what, o, applies);
     }
     return items.map(([o]) => o);
+  }
+
+  /** suid/dev forced: an error where a sandboxed mount would get it, a warning on a kernel rule. */
+  private forbidden(n: YNode, what: string, o: string, applies: Action | 'any'): void {
+    const never = `fusegate never mounts a sandboxed filesystem with '${o}' (every sandboxed mount is ${MANDATORY_OPTIONS.join(',')})`;
+    if (applies === 'kernel') {
+      this.r.warn(n, `${what}: '${o}' takes effect only on fixed internal disks; any other source this rule matches is refused`,
+        `remove '${o}', or narrow the rule to fixed internal disks (removable: false, bus: [nvme, ata])`);
+    } else {
+      this.r.error(n, `${what}: ${never}`, applies === 'any'
+        ? `remove '${o}': the defaults apply to fuse rules too; force it in a kernel rule for fixed internal disks instead`
+        : `remove '${o}'; only a kernel rule for fixed internal disks may force it`);
+    }
   }
 
   private defaults(node: YNode | null, pair: Pair): Defaults {
@@ -258,7 +277,7 @@ class Walker {
         case 'action': d.action = this.oneOf(v, p, 'defaults.action', ACTIONS) ?? d.action; break;
         case 'reason': d.reason = this.str(v, p, 'reason') ?? d.reason; break;
         case 'fallback': d.fallback = this.oneOf(v, p, 'defaults.fallback', FALLBACKS) ?? d.fallback; break;
-        case 'force_options': d.forceOptions = this.options(v, p, 'defaults.force_options') ?? []; break;
+        case 'force_options': d.forceOptions = this.options(v, p, 'defaults.force_options', 'any') ?? []; break;
         case 'refuse_options': d.refuseOptions = this.options(v, p, 'defaults.refuse_options') ?? []; break;
         case 'on_refused': d.onRefused = this.oneOf(v, p, 'defaults.on_refused', ON_REFUSED) ?? d.onRefused; break;
         case 'read_only': d.readOnly = this.bool(v, p, 'defaults.read_only') ?? false; break;
@@ -345,7 +364,7 @@ class Walker {
         case 'unless': rule.unless = this.conditions(v, p, 'unless'); break;
         case 'reason': { const s = this.str(v, p, 'reason'); if (s !== undefined) rule.reason = s; break; }
         case 'backends': { const b = this.backends(v, p, 'backends', false); if (b !== undefined) rule.backends = b; break; }
-        case 'force_options': { const o = this.options(v, p, 'force_options'); if (o) rule.forceOptions = o; break; }
+        case 'force_options': { const o = this.options(v, p, 'force_options', action ?? 'any'); if (o) rule.forceOptions = o; break; }
         case 'refuse_options': { const o = this.options(v, p, 'refuse_options'); if (o) rule.refuseOptions = o; break; }
         case 'on_refused': { const o = this.oneOf(v, p, 'on_refused', ON_REFUSED); if (o) rule.onRefused = o; break; }
         case 'read_only': { const b = this.bool(v, p, 'read_only'); if (b !== undefined) rule.readOnly = b; break; }

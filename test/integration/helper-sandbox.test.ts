@@ -120,6 +120,27 @@ describe.skipIf(!canRun)('helper sandbox path', () => {
     }, 20_000);
   }
 
+  // Issue 12 finding 5: utab fields umount.fusegate trusts are fusegate's alone.
+  it("refuses a server's x-fusegate.unit= in MTAB (EPERM): exit 32, no mount", async () => {
+    await serve('mtab-unit');
+    const code = await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(code).toBe(32);
+    expect(fakeSaw().replies).toContainEqual(['MTAB', 1]);
+    expect(mountsAt(mnt)).toEqual([]);
+    expect(utabLine(mnt)).toBeUndefined();
+  });
+
+  it("a server's -n drops its own utab options, not fusegate's record", async () => {
+    await serve('mtab-n');
+    const code = await runHelper([loop, mnt], '/sbin/mount.fusegate');
+    expect(code).toBe(0);
+    const line = utabLine(mnt);
+    expect(line).toMatch(/(OPTS=|,)helper=fusegate(,| |$)/);
+    expect(line).toContain('x-fusegate.backend=fuse2fs');
+    expect(line).toContain('x-fusegate.rule=images-and-loop-devices');
+    expect(line).not.toContain('x-fake.mode');
+  });
+
   it('answers an OPEN of a path not on the command line with EPERM', async () => {
     await serve('open-other');
     await runHelper([loop, mnt], '/sbin/mount.fusegate');

@@ -23,6 +23,9 @@ FAKE_MODE picks a misbehaviour, to prove the helper refuses it:
   ignore-destroy   behave, but never answer DESTROY (a fuseblk unmount waits for it)
   slow-exit        behave, but linger FAKE_EXIT_DELAY seconds after the
                    unmount before exiting, like a server flushing its data
+  fuseblk          behave, but ask for a fuseblk mount (TYPE with FUSEBLK)
+  mtab-unit        claim fusegate's utab field: MTAB x-fusegate.unit=…
+  mtab-n           send libfuse's -n in MTAB (no utab entry for the server)
 FAKE_LOG, when set, names a file that gets one JSON line of what the helper sent.
 """
 import errno
@@ -210,11 +213,12 @@ def main():
 
     steps = [
         # fuseblk (FSOPEN flag 1) where the kernel then sends DESTROY at unmount
-        ('TYPE', struct.pack('>I', 1 if mode == 'ignore-destroy' and is_block else 0)),
+        ('TYPE', struct.pack('>I', 1 if mode == 'fuseblk' or (mode == 'ignore-destroy' and is_block) else 0)),
         ('NAME', cstr(source)),
         ('MNTP', struct.pack('>HH', S_IFDIR, 0) + cstr('/tmp/elsewhere' if mode == 'wrong-mntp' else mountpoint)),
         ('OPTS', cstr('default_permissions,allow_other')),
-        ('MTAB', cstr('x-fake.mode=' + mode)),
+        ('MTAB', cstr({'mtab-unit': 'x-fusegate.unit=sshd.service', 'mtab-n': 'x-fake.mode=mtab-n,-n'}
+                      .get(mode, 'x-fake.mode=' + mode))),
         ('DOIT', struct.pack('>I', 0)),
     ]
     for name, body in steps:

@@ -79,7 +79,7 @@ describe('fusegate policy check', () => {
 
 describe('fusegate policy explain', () => {
   it('prints facts with sources, the rules tried and the decision', async () => {
-    const r = await run(['explain', path.join(dir, 'card.img'), '/media/x', '-t', 'auto', '-o', 'rw,suid', '--uid', '0', '--policy', DEFAULT_POLICY]);
+    const r = await run(['explain', path.join(dir, 'card.img'), '/media/x', '-t', 'auto', '-o', 'rw,exec', '--uid', '0', '--policy', DEFAULT_POLICY]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Facts for .*card\.img on \/media\/x$/m);
     expect(r.out).toMatch(/^ {2}type +exfat +\[blkid -p\]$/m);
@@ -96,8 +96,7 @@ describe('fusegate policy explain', () => {
     expect(r.out).toContain('(1 later rule not tried)');
     expect(r.out).toMatch(/^ {2}action +FUSE$/m);
     expect(r.out).toMatch(/^ {2}backends +exfat-fuse \(read-write\)$/m);
-    expect(r.out).toMatch(/^ {2}overridden +suid$/m);
-    expect(r.out).toMatch(/^ {2}mount -o +rw,nosuid,nodev \(through exfat-fuse, the first choice\)$/m);
+    expect(r.out).toMatch(/^ {2}mount -o +rw,exec,nosuid,nodev \(through exfat-fuse, the first choice\)$/m);
   });
 
   it('--json gives facts, trace and decision to scripts', async () => {
@@ -107,7 +106,7 @@ describe('fusegate policy explain', () => {
     expect(j.facts.type).toEqual({ value: 'exfat', source: 'blkid -p' });
     expect(j.facts.user.value.id).toBe(1000);
     expect(j.facts.groups.value.map((g: { id: number }) => g.id)).toEqual([100, 6, 7]);
-    expect(j.decision).toMatchObject({ action: 'fuse', rule: 'all', backends: ['exfat-fuse'], finalOptions: ['nosuid'] });
+    expect(j.decision).toMatchObject({ action: 'fuse', rule: 'all', backends: ['exfat-fuse'], finalOptions: ['nosuid', 'nodev'] });
     expect(j.decision.trace).toEqual([{ rule: 'all', line: 3, matched: true, why: ['no match keys: matches every request'] }]);
     expect(j.policy).toEqual({ file: path.join(dir, 'good.yaml'), rules: 1, failClosed: null });
   });

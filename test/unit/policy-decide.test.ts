@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { decide, resolveFallback } from '../../policy/decide';
 import { failClosedPolicy, loadPolicy, parsePolicy } from '../../policy/load';
 import { syntheticFacts, type SyntheticFacts } from '../../policy/synthetic';
+import type { Policy } from '../../policy/types';
 
 const f = (s: SyntheticFacts = {}) => syntheticFacts(s);
 const DEFAULT_POLICY = path.resolve(__dirname, '../../policy/default-policy.yaml');
@@ -13,7 +14,7 @@ function one(rule: string, defaults = ''): ReturnType<typeof parsePolicy> {
 
 describe('actions', () => {
   it('kernel: the kernel driver with forced options', () => {
-    const d = decide(one('action: kernel\nforce_options: [nodev]'), f({ options: ['rw'] }));
+    const d = decide(one('action: kernel\nforce_options: [nodev]'), f({ bus: 'ata', options: ['rw'] }));
     expect(d).toMatchObject({ action: 'kernel', rule: 'r', ruleLine: 3, backends: [], finalOptions: ['rw', 'nodev'], readOnly: false });
   });
 
@@ -49,7 +50,7 @@ describe('actions', () => {
   it('defaults.action fuse applies the defaults settings', () => {
     const p = parsePolicy('version: 1\ndefaults:\n  action: fuse\n  force_options: [noexec]\nrules: []\n');
     const d = decide(p, f({ type: 'exfat' }));
-    expect(d).toMatchObject({ action: 'fuse', rule: 'default', backends: ['exfat-fuse'], finalOptions: ['noexec'] });
+    expect(d).toMatchObject({ action: 'fuse', rule: 'default', backends: ['exfat-fuse'], finalOptions: ['noexec', 'nosuid', 'nodev'] });
   });
 
   it.each([
@@ -66,7 +67,7 @@ describe('actions', () => {
 
 describe('options', () => {
   it('forced options replace contradicting requested ones and say so', () => {
-    const d = decide(one('action: kernel\nforce_options: [nosuid, nodev, "uid=1000"]'), f({ options: ['rw', 'suid', 'dev', 'uid=0', 'noatime'] }));
+    const d = decide(one('action: kernel\nforce_options: [nosuid, nodev, "uid=1000"]'), f({ bus: 'ata', options: ['rw', 'suid', 'dev', 'uid=0', 'noatime'] }));
     expect(d.finalOptions).toEqual(['rw', 'noatime', 'nosuid', 'nodev', 'uid=1000']);
     expect(d.overriddenOptions).toEqual(['suid', 'dev', 'uid=0']);
     expect(d.forcedOptions).toEqual(['nosuid', 'nodev', 'uid=1000']);
@@ -76,7 +77,7 @@ describe('options', () => {
     const d = decide(one('action: fuse\nrefuse_options: [suid, "uid=0"]'), f({ options: ['rw', 'suid'] }));
     expect(d.action).toBe('deny');
     expect(d.reason).toBe("rule 'r' refuses the option suid; mount without it");
-    expect(d.refusedOptions).toEqual({ options: ['suid'], handling: 'deny' });
+    expect(d.refusedOptions).toEqual({ patterns: ['suid', 'uid=0'], options: ['suid'], handling: 'deny' });
     expect(d.finalOptions).toEqual([]);
   });
 
@@ -89,40 +90,75 @@ describe('options', () => {
   it('on_refused: strip removes them and mounts the rest', () => {
     const d = decide(one('action: fuse\nrefuse_options: [exec, "dev*"]\non_refused: strip\nforce_options: [nosuid]'), f({ type: 'exfat', options: ['rw', 'exec', 'dev'] }));
     expect(d.action).toBe('fuse');
-    expect(d.refusedOptions).toEqual({ options: ['exec', 'dev'], handling: 'strip' });
-    expect(d.finalOptions).toEqual(['rw', 'nosuid']);
+    expect(d.refusedOptions).toEqual({ patterns: ['exec', 'dev*'], options: ['exec', 'dev'], handling: 'strip' });
+    expect(d.finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
   });
 
   it('requested options nothing refuses are left alone', () => {
     const d = decide(one('action: fuse\nrefuse_options: [suid]'), f({ type: 'exfat', options: ['rw', 'noatime'] }));
-    expect(d.refusedOptions).toEqual({ options: [], handling: 'none' });
-    expect(d.finalOptions).toEqual(['rw', 'noatime']);
+    expect(d.refusedOptions).toEqual({ patterns: ['suid'], options: [], handling: 'none' });
+    expect(d.finalOptions).toEqual(['rw', 'noatime', 'nosuid', 'nodev']);
   });
 
   it('a rule force_options replaces (does not extend) the defaults', () => {
-    const p = one('action: fuse\nforce_options: [noexec]', 'defaults:\n  force_options: [nosuid, nodev]\n');
-    expect(decide(p, f({ type: 'exfat' })).finalOptions).toEqual(['noexec']);
+    const p = one('action: kernel\nforce_options: [noexec]', 'defaults:\n  force_options: [nosuid, nodev]\n');
+    expect(decide(p, f({ bus: 'ata', type: 'ext4' })).finalOptions).toEqual(['noexec']);
     const p2 = one('action: fuse', 'defaults:\n  force_options: [nosuid, nodev]\n');
     expect(decide(p2, f({ type: 'exfat' })).finalOptions).toEqual(['nosuid', 'nodev']);
   });
 });
 
+describe('nosuid,nodev whatever the policy says (issue 12 finding 1)', () => {
+  it('a fuse rule whose force_options replace the defaults still gets nosuid,nodev', () => {
+    const p = one('action: fuse\nforce_options: [noexec]', 'defaults:\n  force_options: [nosuid, nodev]\n');
+    expect(decide(p, f({ type: 'exfat' })).finalOptions).toEqual(['noexec', 'nosuid', 'nodev']);
+    expect(decide(one('action: fuse\nforce_options: []'), f({ type: 'exfat' })).mountOptions.msFlags).toBe(2 | 4);
+  });
+
+  it.each([['suid'], ['dev']])('a request for %s on a sandboxed mount is refused with a message', (opt) => {
+    const d = decide(one('action: fuse'), f({ type: 'exfat', options: ['rw', opt] }));
+    expect(d.action).toBe('deny');
+    expect(d.reason).toBe(`${opt} is never allowed on a sandboxed mount; fusegate always mounts it nosuid,nodev`);
+  });
+
+  it('a rule forcing suid on a sandboxed mount is refused at mount time too (not only by policy check)', () => {
+    const p: Policy = { ...one('action: fuse'), rules: [{ ...one('action: fuse').rules[0]!, forceOptions: ['suid'] }] };
+    expect(decide(p, f({ type: 'exfat' }))).toMatchObject({ action: 'deny', reason: expect.stringMatching(/^suid is never allowed/) });
+  });
+
+  it.each([
+    ['removable media', { bus: 'ata' as const, removable: true }],
+    ['a USB disk', { bus: 'usb' as const }],
+    ['a loop device', { bus: 'ata' as const, loop: true }],
+    ['an image', { kind: 'image' as const, bus: 'virtual' as const }],
+  ])('the kernel path mounts %s nosuid,nodev and refuses suid', (_n, facts) => {
+    const kernel = one('action: kernel\nforce_options: []');
+    expect(decide(kernel, f({ ...facts, type: 'ext4', options: ['rw'] })).finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
+    expect(decide(kernel, f({ ...facts, type: 'ext4', options: ['suid'] })).action).toBe('deny');
+  });
+
+  it('a fixed internal disk on the kernel path keeps what the rule and request say', () => {
+    const d = decide(one('action: kernel\nforce_options: []'), f({ bus: 'nvme', type: 'ext4', options: ['rw', 'suid'] }));
+    expect(d).toMatchObject({ action: 'kernel', finalOptions: ['rw', 'suid'] });
+  });
+});
+
 describe('read-only', () => {
   it('read_only: true forces ro and replaces rw', () => {
-    const d = decide(one('action: kernel\nread_only: true'), f({ options: ['rw'] }));
+    const d = decide(one('action: kernel\nread_only: true'), f({ bus: 'ata', options: ['rw'] }));
     expect(d).toMatchObject({ readOnly: true, readOnlyWhy: "rule 'r' forces read-only", finalOptions: ['ro'], overriddenOptions: ['rw'] });
   });
 
   it('a caller asking for ro gets a read-only decision', () => {
-    const d = decide(one('action: kernel'), f({ options: ['ro'] }));
+    const d = decide(one('action: kernel'), f({ bus: 'ata', options: ['ro'] }));
     expect(d).toMatchObject({ readOnly: true, readOnlyWhy: 'requested by the caller (-o ro)', finalOptions: ['ro'] });
   });
 
   it('an unsafe-writing backend mounts read-only, per backend', () => {
     const d = decide(one('action: fuse\nbackends: [fuse4fs, fuse2fs]'), f({ type: 'ext4', options: ['rw'] }));
     expect(d.backendPlans.map((p) => [p.backend, p.readOnly, p.finalOptions])).toEqual([
-      ['fuse4fs', false, ['rw']],
-      ['fuse2fs', true, ['ro']],
+      ['fuse4fs', false, ['rw', 'nosuid', 'nodev']],
+      ['fuse2fs', true, ['nosuid', 'nodev', 'ro']],
     ]);
     expect(d.backendPlans[1]!.readOnlyWhy).toMatch(/does not write the ext3\/ext4 journal.*allow_unsafe_write: true/);
     expect(d.readOnly).toBe(false); // fuse4fs preferred
@@ -130,7 +166,7 @@ describe('read-only', () => {
 
   it('allow_unsafe_write: true lets fuse2fs write ext4', () => {
     const d = decide(one('action: fuse\nbackends: [fuse2fs]\nallow_unsafe_write: true'), f({ type: 'ext4', options: ['rw'] }));
-    expect(d).toMatchObject({ readOnly: false, finalOptions: ['rw'] });
+    expect(d).toMatchObject({ readOnly: false, finalOptions: ['rw', 'nosuid', 'nodev'] });
   });
 
   it('allow_unsafe_write in defaults applies to rules that do not set it', () => {
@@ -156,7 +192,8 @@ describe('fallback', () => {
     expect(deny.reason).toBe("no sandboxed backend serves btrfs; rule 'r' falls back to deny");
 
     const kernel = decide(one('action: fuse\nfallback: kernel\nforce_options: [nosuid]'), f({ type: 'btrfs', options: ['rw'] }));
-    expect(kernel).toMatchObject({ action: 'kernel', fallbackApplied: { from: 'fuse' }, finalOptions: ['rw', 'nosuid'] });
+    // the kernel fallback of a USB stick: nosuid,nodev whatever the rule forces
+    expect(kernel).toMatchObject({ action: 'kernel', fallbackApplied: { from: 'fuse' }, finalOptions: ['rw', 'nosuid', 'nodev'] });
     expect(kernel.reason).toMatch(/falls back to the kernel driver/);
   });
 
@@ -164,7 +201,7 @@ describe('fallback', () => {
 
   it('resolveFallback picks the first installed backend and its read-only plan', () => {
     const d = resolveFallback(decide(one('action: fuse'), f({ type: 'ext4', options: ['rw'] })), avail);
-    expect(d).toMatchObject({ action: 'fuse', backend: 'fuse2fs', readOnly: true, finalOptions: ['ro'], fallbackApplied: null });
+    expect(d).toMatchObject({ action: 'fuse', backend: 'fuse2fs', readOnly: true, finalOptions: ['nosuid', 'nodev', 'ro'], fallbackApplied: null });
     expect(d.notes).toContain('preferred backend fuse4fs not installed; using fuse2fs');
   });
 
@@ -175,7 +212,7 @@ describe('fallback', () => {
   });
 
   it('resolveFallback applies fallback kernel, with the rule options', () => {
-    const d = resolveFallback(decide(one('action: fuse\nfallback: kernel'), f({ type: 'exfat', options: ['rw'] })), { backends: [] });
+    const d = resolveFallback(decide(one('action: fuse\nfallback: kernel'), f({ bus: 'ata', type: 'exfat', options: ['rw'] })), { backends: [] });
     expect(d).toMatchObject({ action: 'kernel', backend: null, finalOptions: ['rw'] });
     expect(d.reason).toMatch(/^no backend for exfat is installed.*falls back to the kernel driver$/);
   });
@@ -270,7 +307,8 @@ describe('the shipped default policy', () => {
   });
 
   it('sandboxed mounts get nosuid,nodev; fstab mounts keep their own options', () => {
-    expect(decide(policy, f({ ...usb, type: 'exfat', options: ['rw', 'suid'] })).finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
+    expect(decide(policy, f({ ...usb, type: 'exfat', options: ['rw', 'nodev'] })).finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
+    expect(decide(policy, f({ ...usb, type: 'exfat', options: ['rw', 'suid'] })).action).toBe('deny');
     expect(decide(policy, f({ bus: 'ata', fstab: true, type: 'ext4', options: ['rw', 'suid'] })).finalOptions).toEqual(['rw', 'suid']);
   });
 

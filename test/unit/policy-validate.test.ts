@@ -149,6 +149,13 @@ rules:
   ['unreachable through a YAML alias', 'version: 1\nrules:\n  - name: a\n    match: &usb { bus: usb }\n    action: fuse\n  - name: b\n    match: *usb\n    action: deny\n    reason: x\n', [
     "6:5 error: rule 'b' can never match: rule 'a' (line 3) matches every request it would | move 'b' above 'a', or narrow 'a'",
   ]],
+  // issue 12 finding 1: a sandboxed mount is always nosuid,nodev
+  ['suid forced on a fuse rule', 'version: 1\nrules:\n  - name: sticks\n    match: { bus: usb }\n    action: fuse\n    force_options: [noexec, suid]\n', [
+    "6:29 error: force_options: fusegate never mounts a sandboxed filesystem with 'suid' (every sandboxed mount is nosuid,nodev) | remove 'suid'; only a kernel rule for fixed internal disks may force it",
+  ]],
+  ['dev forced in the defaults', 'version: 1\ndefaults:\n  force_options: [nosuid, dev]\nrules: []\n', [
+    "3:27 error: defaults.force_options: fusegate never mounts a sandboxed filesystem with 'dev' (every sandboxed mount is nosuid,nodev) | remove 'dev': the defaults apply to fuse rules too; force it in a kernel rule for fixed internal disks instead",
+  ]],
 ];
 
 describe('invalid policies: exact line:column diagnostics', () => {
@@ -177,6 +184,12 @@ describe('valid policies', () => {
     expect(r.policy).not.toBeNull();
     expect(r.diagnostics.map((d) => `${d.line}:${d.column} ${d.severity}: ${d.message}`)).toEqual([
       "3:5 warning: rule 't' trusts the kernel driver on UUID or label alone; a USB stick can copy both",
+    ]);
+  });
+
+  it('warns (but accepts) suid forced by a kernel rule: it holds only on fixed internal disks', () => {
+    expect(diags('version: 1\nrules:\n  - name: disks\n    match: { bus: nvme }\n    action: kernel\n    force_options: [suid]\n')).toEqual([
+      "6:21 warning: force_options: 'suid' takes effect only on fixed internal disks; any other source this rule matches is refused | remove 'suid', or narrow the rule to fixed internal disks (removable: false, bus: [nvme, ata])",
     ]);
   });
 
