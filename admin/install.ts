@@ -20,7 +20,7 @@ import { processIo, type Io } from './cli-io';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
 import {
-  BIN_DIR, CLI_TARGET, DIVERTED_DIR, HELPER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
+  BIN_DIR, CLI_TARGET, DIVERTED_DIR, LAUNCHER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends } from './units';
@@ -229,10 +229,10 @@ class Installer {
     this.program();
     this.policy();
     const types = this.interceptTypes();
-    this.link('mount.fusegate', this.layout.helperLink('fusegate'), HELPER_TARGET, 'mount.fusegate');
+    this.link('mount.fusegate', this.layout.helperLink('fusegate'), LAUNCHER_TARGET, 'mount.fusegate');
     this.link('umount.fusegate', this.layout.umountHelperLink(), UMOUNT_HELPER_TARGET, 'umount.fusegate');
     this.link('fusegate command', `${BIN_DIR}/fusegate`, CLI_TARGET, 'fusegate');
-    if (types !== null) for (const t of types) this.link(`mount.${t}`, this.layout.helperLink(t), HELPER_TARGET, t);
+    if (types !== null) for (const t of types) this.link(`mount.${t}`, this.layout.helperLink(t), LAUNCHER_TARGET, t);
     else if (this.old) {
       // The policy did not load: keep the links the last install made rather than guess.
       for (const s of this.old.symlinks) if (!this.m.symlinks.some((x) => x.path === s.path) && isOurLink(this.w, s.path)) this.m.symlinks.push(s);

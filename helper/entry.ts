@@ -5,6 +5,7 @@
  */
 import { MountExit } from '../lib/errors';
 import { exitNow } from '../lib/native';
+import { takeDecidedFd } from './decided';
 import { runHelper, timeoutMs } from './main';
 import { writeOut } from './output';
 import { printTimings } from './timing';
@@ -20,7 +21,12 @@ setTimeout(() => {
 
 // Everything the helper says goes out with write(2) as it says it, and all
 // its work is awaited: nothing is left for Node's teardown but time (~1 ms).
-runHelper(process.argv.slice(2), process.argv[1] ?? 'mount.fusegate').then((code) => {
+// Started by helper/mount-launcher.sh: the name mount(8) ran (mount.ext4) and
+// the pipe that says "decided" come from it.
+takeDecidedFd();
+const invokedAs = process.env.FUSEGATE_INVOKED_AS || process.argv[1] || 'mount.fusegate';
+delete process.env.FUSEGATE_INVOKED_AS;
+runHelper(process.argv.slice(2), invokedAs).then((code) => {
   printTimings();
   exitNow(code);
 });

@@ -12,6 +12,7 @@ import { FusegateError, MountExit } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
+import { signalDecided } from './decided';
 import { buildContext, callerOf, releaseContext, requireRoot, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
 import { writeOut } from './output';
@@ -79,6 +80,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   mark('start');
   const ctx = buildContext(args, caller);
   mark('decided');
+  signalDecided();
   try {
     const d = ctx.decision;
     const summary = describeDecision(ctx);
@@ -185,6 +187,8 @@ export async function runHelper(argv: string[], argv0: string): Promise<number> 
   const started = Date.now();
   try {
     const parsed = parseArgs(argv, argv0);
+    // --help, --version and usage errors are the helper's answer as well.
+    if (parsed.kind !== 'mount') signalDecided();
     if (parsed.kind === 'help') {
       writeOut(1, HELP + '\n');
       return MountExit.SUCCESS;
@@ -198,6 +202,9 @@ export async function runHelper(argv: string[], argv0: string): Promise<number> 
     return await mountThroughPolicy(args, log, started);
   } catch (err) {
     if (err instanceof FusegateError) {
+      // A deliberate refusal (not root, bad arguments, a source that cannot
+      // be pinned) stands; only an internal error lets the launcher fall back.
+      signalDecided();
       say(err.message);
       if (err.hint) say(err.hint);
       return err.exitCode;

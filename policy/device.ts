@@ -172,13 +172,19 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   let removableSource = `sysfs ${removableFile}`;
 
   const backingFile = read(path.join(diskDir, 'loop', 'backing_file'));
-  const loop = /^loop\d+$/.test(path.basename(diskDir));
+  let loop = /^loop\d+$/.test(path.basename(diskDir));
+  let loopSource = `sysfs ${diskDir} (device name)`;
 
   for (const lower of slaves(devDir, 0)) {
     const lrel = path.relative(sysfs, lower);
     const lbus = busFromDevPath(lrel);
     if (RANK.indexOf(lbus) < RANK.indexOf(bus)) { bus = lbus; busSource = `sysfs ${lower} (beneath ${path.basename(devDir)})`; }
     const ldisk = fs.existsSync(path.join(lower, 'partition')) ? path.dirname(lower) : lower;
+    // dm or md over a loop device: as much an image as the loop device itself.
+    if (!loop && /^loop\d+$/.test(path.basename(ldisk))) {
+      loop = true;
+      loopSource = `sysfs ${ldisk} (beneath ${path.basename(devDir)})`;
+    }
     if (!removable && read(path.join(ldisk, 'removable')) === '1') {
       removable = true;
       removableSource = `sysfs ${path.join(ldisk, 'removable')} (beneath ${path.basename(devDir)})`;
@@ -191,7 +197,7 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   }
   return {
     bus, busSource, removable, removableSource,
-    loop, loopSource: `sysfs ${diskDir} (device name)`, backingFile: loop ? backingFile : null,
+    loop, loopSource, backingFile: loop ? backingFile : null,
     backingSource: `sysfs ${path.join(diskDir, 'loop', 'backing_file')}`,
     udevBus, udevSource,
   };

@@ -110,9 +110,10 @@ function defaultCacheDir(): string | null {
 /**
  * The policy the helper uses when the real one is missing or invalid. Only
  * what the administrator listed in /etc/fstab still mounts, on the kernel
- * driver as it would without fusegate; removable and hot-plug media are
- * denied even then, because a USB stick can copy the UUID or label an fstab
- * line names.
+ * driver as it would without fusegate; removable and hot-plug media, loop
+ * devices (and dm/md devices over one) and image files are denied even then:
+ * a USB stick can copy the UUID or label an fstab line names, and an image
+ * is whatever its file's writer made it.
  */
 export function failClosedPolicy(reason: string, file = policyPath()): Policy {
   return {
@@ -128,8 +129,10 @@ export function failClosedPolicy(reason: string, file = policyPath()): Policy {
     rules: [{
       name: 'fail-closed-fstab',
       line: 0,
-      match: [{ fstab: true }],
-      unless: [{ removable: true }, { bus: ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt'] }],
+      // helper/mount-launcher.sh applies the same rule when Node cannot run;
+      // test/unit/fail-closed-table.test.ts holds both to one table.
+      match: [{ fstab: true, kind: ['block'] }],
+      unless: [{ loop: true }, { removable: true }, { bus: ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt'] }],
       action: 'kernel',
       reason: `the policy ${file} could not be loaded (${reason}); this fixed disk is listed in /etc/fstab, so it goes to the kernel driver`,
     }],
