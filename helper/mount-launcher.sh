@@ -10,6 +10,7 @@
 #   FireWire/Thunderbolt, and nothing of the kind beneath a dm/md device)
 #   listed in /etc/fstab with this mountpoint mounts with the kernel driver,
 #   as `mount -i -t TYPE` would; anything else is refused with one line.
+#   Either is recorded in the journal (or the kernel log).
 #
 # policy/load.ts failClosedPolicy() is the same rule in TypeScript;
 # test/unit/fail-closed-table.test.ts holds both to one table of cases.
@@ -53,9 +54,14 @@ fi
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
-# One line to the kernel log (journald reads it, and it exists at early boot).
+# One line to the journal (SYSLOG_IDENTIFIER=fusegate, as the helper's), or
+# to the kernel log when there is no journal yet (early boot).
 record() {
-  { printf '<4>fusegate: %s\n' "$*" >"${FUSEGATE_KMSG:-/dev/kmsg}"; } 2>/dev/null || true
+  if [ -n "${FUSEGATE_KMSG:-}" ]; then
+    printf '<4>fusegate: %s\n' "$*" >>"$FUSEGATE_KMSG"
+  elif ! logger -t fusegate -p auth.warning -- "$*" 2>/dev/null; then
+    { printf '<4>fusegate: %s\n' "$*" >/dev/kmsg; } 2>/dev/null || true
+  fi
 }
 
 repair="repair: reinstall Node >= 20 and fusegate ('fusegate doctor' says what is missing)"
