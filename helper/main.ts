@@ -61,6 +61,8 @@ function decisionFields(ctx: MountContext) {
     FUSEGATE_OPTIONS: d.finalOptions.join(','),
     FUSEGATE_CALLER_UID: ctx.caller.uid,
     FUSEGATE_UHELPER: ctx.facts.uhelper.value,
+    // The name mount(8) ran (mount.vfat): the process itself is node running the launcher's helper.
+    FUSEGATE_INVOKED_AS: ctx.args.invokedAs,
     FUSEGATE_FALLBACK: d.fallbackApplied ? `${d.fallbackApplied.from}: ${d.fallbackApplied.why}` : undefined,
     FUSEGATE_POLICY_ERROR: ctx.policyError?.message,
   };
