@@ -47,8 +47,12 @@ const EXECUTABLES = new Set([
   'dist/bin/fusegate.js',
 ]);
 
-/** dist/ holds everything tsc compiled; the benchmarks, the demo and the e2e harness are not part of the program. */
-const DIST_EXCLUDE = new Set(['dist/bench', 'dist/scripts', 'dist/test']);
+/**
+ * dist/ holds everything tsc compiled; the benchmarks, the demo and the e2e
+ * harness are not part of the program, and the man pages go to
+ * /usr/share/man (admin/man-pages.ts).
+ */
+const DIST_EXCLUDE = new Set(['dist/bench', 'dist/scripts', 'dist/test', 'dist/man']);
 
 function modeOf(rel: string, st: fs.Stats): number {
   if (EXECUTABLES.has(rel)) return 0o755;

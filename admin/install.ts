@@ -17,6 +17,7 @@ import { loadPolicy, PolicyError } from '../policy/load';
 import { programFiles, type FileGroup } from './install-program';
 import { readlinkOrNull, TreeWriter, type WriteResult } from './install-fs';
 import { processIo, type Io } from './cli-io';
+import { manPages } from './man-pages';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
 import {
@@ -238,6 +239,7 @@ class Installer {
       for (const s of this.old.symlinks) if (!this.m.symlinks.some((x) => x.path === s.path) && isOurLink(this.w, s.path)) this.m.symlinks.push(s);
     }
     this.units();
+    this.manPages();
     this.removeStale();
   }
 
@@ -337,6 +339,17 @@ class Installer {
     const result = this.w.symlink(p, target);
     this.m.symlinks.push(entry);
     this.r.line(result, `${label} ${this.show(p)} -> ${target}`);
+  }
+
+  /** mount.fusegate(8), umount.fusegate(8), fusegate(8), fusegate-policy(5). */
+  private manPages(): void {
+    const pages = manPages(this.source);
+    if (pages.length === 0) return;
+    const results = pages.map((p) => {
+      this.m.files.push(p.target);
+      return this.w.writeFile(p.target, fs.readFileSync(path.join(this.source, p.rel)), 0o644);
+    });
+    this.r.line(results.includes('installed') ? 'installed' : 'unchanged', `man pages ${pages.map((p) => path.posix.basename(p.target)).join(', ')}`);
   }
 
   private units(): void {

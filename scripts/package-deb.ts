@@ -20,6 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { programFiles } from '../admin/install-program';
+import { manPages } from '../admin/man-pages';
 import { CLI_TARGET, LAUNCHER_TARGET, LIB_DIR, POLICY_FILE, UMOUNT_HELPER_TARGET, packageRoot } from '../admin/paths';
 import { allUnits } from '../admin/units';
 import { VERSION } from '../lib/version';
@@ -135,14 +136,8 @@ export function buildDeb(outDir: string, root = packageRoot()): BuiltPackage {
     // The default policy: a conffile, so an administrator's edits survive upgrades.
     t.file(POLICY_FILE, fs.readFileSync(shippedPolicy));
 
-    // Man pages (scripts/man.ts writes them into dist/man at build time) and docs.
-    const manDir = path.join(root, 'dist/man');
-    if (fs.existsSync(manDir)) {
-      for (const name of fs.readdirSync(manDir).sort()) {
-        const section = name.slice(name.lastIndexOf('.') + 1);
-        t.gzFile(`/usr/share/man/man${section}/${name}`, fs.readFileSync(path.join(manDir, name)));
-      }
-    }
+    // Man pages (scripts/man.ts writes them at build time), where install puts them, compressed.
+    for (const page of manPages(root)) t.gzFile(page.target, fs.readFileSync(path.join(root, page.rel)));
     t.file('/usr/share/lintian/overrides/fusegate', fs.readFileSync(path.join(root, 'packaging/debian/lintian-overrides')));
     t.file(`${DOC_DIR}/copyright`, fs.readFileSync(path.join(root, 'packaging/debian/copyright')));
     t.gzFile(`${DOC_DIR}/changelog`, changelog(VERSION, maintainer));
