@@ -6,6 +6,7 @@
  * parses YAML it does not need.
  */
 import { FusegateError, MountExit } from '../lib/errors';
+import { VERSION } from '../lib/version';
 
 const USAGE = `Usage: fusegate COMMAND [ARGS...]
 
@@ -26,6 +27,8 @@ Commands:
   status [--json]
         list active sandboxed mounts: source, mountpoint, backend, unit, pid, memory
   help  show this text
+  --version, -V
+        print fusegate's version
 
 Each command takes --help. The mount helper is mount.fusegate(8)
 (mount.fusegate --help); the policy format is in policy/README.md.`;
@@ -45,6 +48,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE + '\n');
     return command === undefined ? MountExit.USAGE : MountExit.SUCCESS;
+  }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`fusegate ${VERSION}\n`);
+    return MountExit.SUCCESS;
   }
   const load = SUBCOMMANDS[command];
   if (load === undefined) {

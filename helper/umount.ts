@@ -13,6 +13,7 @@
  * exited: when umount(8) returns, the server has finished writing.
  */
 import { FusegateError, MountExit } from '../lib/errors';
+import { VERSION } from '../lib/version';
 import { readMountinfo } from '../lib/mountinfo';
 import { run } from '../lib/native';
 import { instanceProcesses } from './service-instance';
@@ -32,6 +33,8 @@ Options (as umount(8) passes them):
   -r   accepted for compatibility (passed on)
   -v   say what happens
   -t   ignored
+  -h, --help     show this text
+  -V, --version  print the version
 
 Environment:
   FUSEGATE_TIMEOUT   seconds to wait for the server to exit (default 30)
@@ -72,6 +75,10 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
     const a = argv[i]!;
     if (a === '-h' || a === '--help') {
       process.stdout.write(UMOUNT_HELP + '\n');
+      return MountExit.SUCCESS;
+    }
+    if (a === '-V' || a === '--version') {
+      process.stdout.write(`umount.fusegate from fusegate ${VERSION}\n`);
       return MountExit.SUCCESS;
     }
     if (a === '-t') i++;
