@@ -25,19 +25,18 @@ FSTAB=${FUSEGATE_FSTAB:-/etc/fstab}
 name=${0##*/}
 case $name in mount.*) ;; *) name=mount.fusegate ;; esac
 
-# The Node helper. stdout goes to fd 3 (ours); the command substitution
-# captures only the marker byte and the exit status.
+# The Node helper. Its stdout goes to fd 3 (ours); the command substitution
+# captures only the marker byte on fd 9, and $? is node's exit status.
 if [ "${FUSEGATE_LAUNCHER_FORCE_FALLBACK:-}" = "" ]; then
   # Neither means anything to a mount helper; NODE_EXTRA_CA_CERTS costs ~50 ms.
   unset NODE_OPTIONS NODE_EXTRA_CA_CERTS
   exec 3>&1
-  result=$( { FUSEGATE_INVOKED_AS=$name FUSEGATE_DECIDED_FD=9 \
-    node "$LIB/dist/helper/mount.fusegate.js" "$@" 9>&1 1>&3 3>&-; echo "exit=$?"; } )
+  # One fork: the command substitution's subshell becomes node.
+  result=$(export FUSEGATE_INVOKED_AS="$name" FUSEGATE_DECIDED_FD=9
+    exec node "$LIB/dist/helper/mount.fusegate.js" "$@" 9>&1 1>&3 3>&-)
+  code=$?
   exec 3>&-
-  case $result in
-    D*exit=*) exit "${result##*exit=}" ;;
-  esac
-  code=${result##*exit=}
+  [ "$result" = D ] && exit "$code"
   case $code in
     127) why="node was not found" ;;
     126) why="node could not be executed" ;;
