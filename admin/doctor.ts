@@ -15,7 +15,8 @@ import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
 import type { Policy } from '../policy/types';
 import { processIo, type Io } from '../lib/output';
-import { HELPER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
+import { probeLauncher } from './launcher-check';
+import { HELPER_TARGET, LAUNCHER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
 import { systemdRunning } from './systemctl';
 import { adaptedBackends, allUnits } from './units';
 
@@ -99,6 +100,7 @@ class Doctor {
     this.addon();
     this.preload();
     this.helper();
+    if (this.layout.live) this.launcher();
     this.adapter();
     this.loadPolicy();
     this.backends();
@@ -184,8 +186,8 @@ class Doctor {
       return;
     }
     const target = st.isSymbolicLink() ? fs.readlinkSync(this.host(link)) : null;
-    if (target !== HELPER_TARGET) {
-      this.add('FAIL', 'mount.fusegate', `${show} is ${target === null ? 'not a symlink' : `a symlink to ${target}`}, not to ${HELPER_TARGET}`, 'run fusegate install --take-over=mount.fusegate (the present file is kept)');
+    if (target !== LAUNCHER_TARGET) {
+      this.add('FAIL', 'mount.fusegate', `${show} is ${target === null ? 'not a symlink' : `a symlink to ${target}`}, not to ${LAUNCHER_TARGET}`, 'run fusegate install --take-over=mount.fusegate (the present file is kept)');
       return;
     }
     const bundle = HELPER_TARGET.replace(/\.js$/, '.bundle.js');
@@ -193,7 +195,17 @@ class Doctor {
       this.add('FAIL', 'mount.fusegate', `${this.layout.show(HELPER_TARGET)} (or its bundle) is missing or not executable`, 'run fusegate install');
       return;
     }
-    this.add('ok', 'mount.fusegate', `${show} -> ${HELPER_TARGET}`);
+    this.add('ok', 'mount.fusegate', `${show} -> ${LAUNCHER_TARGET} -> ${HELPER_TARGET}`);
+  }
+
+  /** Whether a mount at boot reaches the Node helper, or the launcher's fail-closed rule. */
+  private launcher(): void {
+    const p = probeLauncher(LAUNCHER_TARGET);
+    if (p.state === 'helper') this.add('ok', 'launcher', `${LAUNCHER_TARGET} runs the helper (${p.version})`);
+    else if (p.state === 'fail-closed') {
+      this.add('FAIL', 'launcher', `the Node helper cannot run (${p.why}): the launcher would fall back to fail-closed mode, where only fixed disks listed in /etc/fstab mount (with the kernel driver) and everything else is refused`,
+        'install Node 20 or newer as /usr/bin/node and run fusegate install again');
+    } else this.add('FAIL', 'launcher', p.why, 'run fusegate install');
   }
 
   /** What every service unit runs (ExecStart=): the adapter's loader and its bundle. */
@@ -327,7 +339,7 @@ class Doctor {
       const link = this.layout.helperLink(t);
       const st = lstatOrNull(this.host(link));
       const target = st?.isSymbolicLink() ? fs.readlinkSync(this.host(link)) : null;
-      if (target === HELPER_TARGET) ours.push(t);
+      if (target === LAUNCHER_TARGET) ours.push(t);
       else if (st === null) missing.push(t);
       else {
         this.add('warn', `mount.${t}`, `${this.layout.show(link)} is not fusegate's (${target === null ? 'a file' : `a symlink to ${target}`}): 'mount -t ${t}' bypasses the policy`,

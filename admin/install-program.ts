@@ -26,6 +26,8 @@ export const REQUIRED = [
   // The mount path runs bundles (scripts/bundle.js, part of `npm run build`): the loader and its bundle each.
   'dist/helper/mount.fusegate.js',
   'dist/helper/mount.fusegate.bundle.js',
+  // What the mount.TYPE links run: Node, or its own fail-closed rule when Node cannot run.
+  'helper/mount-launcher.sh',
   'dist/helper/umount.fusegate.js',
   'dist/helper/umount.fusegate.bundle.js',
   'dist/sandbox/adapter-start.js',
@@ -38,14 +40,19 @@ export const REQUIRED = [
 
 /** Run directly by mount(8) and by administrators: executable whatever tsc made them. */
 const EXECUTABLES = new Set([
+  'helper/mount-launcher.sh',
   'dist/helper/mount.fusegate.js',
   'dist/helper/umount.fusegate.js',
   'dist/sandbox/adapter-start.js',
   'dist/bin/fusegate.js',
 ]);
 
-/** dist/ holds everything tsc compiled; the benchmarks, the demo and the e2e harness are not part of the program. */
-const DIST_EXCLUDE = new Set(['dist/bench', 'dist/scripts', 'dist/test']);
+/**
+ * dist/ holds everything tsc compiled; the benchmarks, the demo and the e2e
+ * harness are not part of the program, and the man pages go to
+ * /usr/share/man (admin/man-pages.ts).
+ */
+const DIST_EXCLUDE = new Set(['dist/bench', 'dist/scripts', 'dist/test', 'dist/man']);
 
 function modeOf(rel: string, st: fs.Stats): number {
   if (EXECUTABLES.has(rel)) return 0o755;
@@ -131,6 +138,7 @@ export function programFiles(root: string): ProgramFile[] {
   single('package.json', 'program');
   single('README.md', 'program');
   walk(root, 'dist', 'program', out, (rel) => DIST_EXCLUDE.has(rel));
+  single('helper/mount-launcher.sh', 'program');
   single('policy/default-policy.yaml', 'program');
   single('policy/README.md', 'program');
   single('build/Release/fusegate_native.node', 'native addon');

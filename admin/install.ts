@@ -21,10 +21,11 @@ import { programFiles, type FileGroup } from './install-program';
 import { readlinkOrNull } from '../lib/fs-or-null';
 import { TreeWriter, type WriteResult } from './install-fs';
 import { processIo, type Io } from '../lib/output';
+import { manPages } from './man-pages';
 import { sandboxedMounts } from './mounts';
 import { emptyManifest, readManifest, serializeManifest, type Diversion, type Manifest, type SymlinkEntry } from './manifest';
 import {
-  BIN_DIR, CLI_TARGET, DIVERTED_DIR, HELPER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
+  BIN_DIR, CLI_TARGET, DIVERTED_DIR, LAUNCHER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends, SLICE } from './units';
@@ -219,15 +220,16 @@ class Installer {
     this.program();
     this.policy();
     const types = this.interceptTypes();
-    this.link('mount.fusegate', this.layout.helperLink('fusegate'), HELPER_TARGET, 'mount.fusegate');
+    this.link('mount.fusegate', this.layout.helperLink('fusegate'), LAUNCHER_TARGET, 'mount.fusegate');
     this.link('umount.fusegate', this.layout.umountHelperLink(), UMOUNT_HELPER_TARGET, 'umount.fusegate');
     this.link('fusegate command', `${BIN_DIR}/fusegate`, CLI_TARGET, 'fusegate');
-    if (types !== null) for (const t of types) this.link(`mount.${t}`, this.layout.helperLink(t), HELPER_TARGET, t);
+    if (types !== null) for (const t of types) this.link(`mount.${t}`, this.layout.helperLink(t), LAUNCHER_TARGET, t);
     else if (this.old) {
       // The policy did not load: keep the links the last install made rather than guess.
       for (const s of this.old.symlinks) if (!this.m.symlinks.some((x) => x.path === s.path) && isOurLink(this.w, s.path)) this.m.symlinks.push(s);
     }
     this.units();
+    this.manPages();
     this.removeStale();
   }
 
@@ -327,6 +329,17 @@ class Installer {
     const result = this.w.symlink(p, target);
     this.m.symlinks.push(entry);
     this.r.line(result, `${label} ${this.show(p)} -> ${target}`);
+  }
+
+  /** mount.fusegate(8), umount.fusegate(8), fusegate(8), fusegate-policy(5). */
+  private manPages(): void {
+    const pages = manPages(this.source);
+    if (pages.length === 0) return;
+    const results = pages.map((p) => {
+      this.m.files.push(p.target);
+      return this.w.writeFile(p.target, fs.readFileSync(path.join(this.source, p.rel)), 0o644);
+    });
+    this.r.line(results.includes('installed') ? 'installed' : 'unchanged', `man pages ${pages.map((p) => path.posix.basename(p.target)).join(', ')}`);
   }
 
   private units(): void {

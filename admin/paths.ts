@@ -20,6 +20,12 @@ export const DIVERTED_DIR = `${LIB_DIR}/diverted`;
  * cache (dist/helper/main.js is a module without an entry point).
  */
 export const HELPER_TARGET = `${LIB_DIR}/dist/helper/mount.fusegate.js`;
+/**
+ * What mount.fusegate and the mount.TYPE links point at: the POSIX sh
+ * launcher that runs HELPER_TARGET, and mounts fixed fstab disks by itself
+ * when Node cannot run (helper/mount-launcher.sh says how).
+ */
+export const LAUNCHER_TARGET = `${LIB_DIR}/helper/mount-launcher.sh`;
 /** umount.fusegate: umount(8) runs it for mounts whose utab entry says helper=fusegate. */
 export const UMOUNT_HELPER_TARGET = `${LIB_DIR}/dist/helper/umount.fusegate.js`;
 export const CLI_TARGET = `${LIB_DIR}/dist/bin/fusegate.js`;

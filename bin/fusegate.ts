@@ -8,6 +8,7 @@
 import { isHelpWord } from '../lib/cli-args';
 import { FusegateError, MountExit } from '../lib/errors';
 import { processIo } from '../lib/output';
+import { VERSION } from '../lib/version';
 
 const USAGE = `Usage: fusegate COMMAND [ARGS...]
 
@@ -28,6 +29,8 @@ Commands:
   status [--json]
         list active sandboxed mounts: source, mountpoint, backend, unit, pid, memory
   help  show this text
+  --version, -V
+        print fusegate's version
 
 Each command takes --help. The mount helper is mount.fusegate(8)
 (mount.fusegate --help); the policy format is in policy/README.md.`;
@@ -47,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === undefined || isHelpWord(command)) {
     processIo.out(USAGE + '\n');
     return command === undefined ? MountExit.USAGE : MountExit.SUCCESS;
+  }
+  if (command === '--version' || command === '-V') {
+    process.stdout.write(`fusegate ${VERSION}\n`);
+    return MountExit.SUCCESS;
   }
   const load = SUBCOMMANDS[command];
   if (load === undefined) {

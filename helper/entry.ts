@@ -6,6 +6,7 @@
 import { exitNow, watchdogArm } from '../lib/native';
 import { timeoutMsOrDefault, TIMEOUTS } from '../lib/timeouts';
 import { runHelper } from './main';
+import { takeDecidedFd } from './decided';
 import { printTimings } from './timing';
 
 // The hard limit: whatever hangs, mount(8) gets an answer. The session's own
@@ -22,7 +23,12 @@ watchdogArm(limit - process.uptime() * 1000, `mount.fusegate: gave up after ${li
 
 // Everything the helper says goes out with write(2) as it says it, and all
 // its work is awaited: nothing is left for Node's teardown but time (~1 ms).
-runHelper(process.argv.slice(2), process.argv[1] ?? 'mount.fusegate').then((code) => {
+// Started by helper/mount-launcher.sh: the name mount(8) ran (mount.ext4) and
+// the pipe that says "decided" come from it.
+takeDecidedFd();
+const invokedAs = process.env.FUSEGATE_INVOKED_AS || process.argv[1] || 'mount.fusegate';
+delete process.env.FUSEGATE_INVOKED_AS;
+runHelper(process.argv.slice(2), invokedAs).then((code) => {
   printTimings();
   exitNow(code);
 });

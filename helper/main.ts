@@ -12,6 +12,7 @@ import { FusegateError, MountExit } from '../lib/errors';
 import { VERSION } from '../lib/version';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { HELP, parseArgs, type HelperArgs } from './args';
+import { signalDecided } from './decided';
 import { buildContext, callerOf, releaseContext, requireRoot, type HelperHooks, type MountContext } from './context';
 import { kernelMount } from './kernel-mount';
 import { writeOut } from '../lib/output';
@@ -54,6 +55,8 @@ function decisionFields(ctx: MountContext) {
     FUSEGATE_OPTIONS: d.finalOptions.join(','),
     FUSEGATE_CALLER_UID: ctx.caller.uid,
     FUSEGATE_UHELPER: ctx.facts.uhelper.value,
+    // The name mount(8) ran (mount.vfat): the process itself is node running the launcher's helper.
+    FUSEGATE_INVOKED_AS: ctx.args.invokedAs,
     FUSEGATE_FALLBACK: d.fallbackApplied ? `${d.fallbackApplied.from}: ${d.fallbackApplied.why}` : undefined,
     FUSEGATE_POLICY_ERROR: ctx.policyError?.message,
   };
@@ -76,6 +79,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   mark('start');
   const ctx = buildContext(args, caller);
   mark('decided');
+  signalDecided();
   try {
     const d = ctx.decision;
     const summary = describeDecision(ctx);
@@ -178,6 +182,8 @@ export async function runHelper(argv: string[], argv0: string, hooks: HelperHook
   const started = Date.now();
   try {
     const parsed = parseArgs(argv, argv0);
+    // --help, --version and usage errors are the helper's answer as well.
+    if (parsed.kind !== 'mount') signalDecided();
     if (parsed.kind === 'help') {
       writeOut(1, HELP + '\n');
       return MountExit.SUCCESS;
@@ -191,6 +197,9 @@ export async function runHelper(argv: string[], argv0: string, hooks: HelperHook
     return await mountThroughPolicy(args, log, started, hooks);
   } catch (err) {
     if (err instanceof FusegateError) {
+      // A deliberate refusal (not root, bad arguments, a source that cannot
+      // be pinned) stands; only an internal error lets the launcher fall back.
+      signalDecided();
       say(err.message);
       if (err.hint) say(err.hint);
       return err.exitCode;

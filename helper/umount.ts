@@ -13,6 +13,7 @@
  * exited: when umount(8) returns, the server has finished writing.
  */
 import { MountExit } from '../lib/errors';
+import { VERSION } from '../lib/version';
 import { instanceOfMount, instanceProcesses } from '../lib/instance';
 import { mountAt, readMountinfo } from '../lib/mountinfo';
 import * as native from '../lib/native';
@@ -41,6 +42,8 @@ Options (as umount(8) passes them):
   -r   accepted for compatibility (passed on)
   -v   say what happens
   -t   ignored
+  -h, --help     show this text
+  -V, --version  print the version
 
 Environment:
   FUSEGATE_TIMEOUT   seconds to wait for the unmount and the server's exit
@@ -115,7 +118,7 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   let lazy = false;
   let words: HelperWord[];
   try {
-    words = helperWords(argv, 'flnrv', 'tN', false);
+    words = helperWords(argv, 'flnrv', 'tN');
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     say(`${e.message}; see 'umount.fusegate --help'`);
@@ -124,6 +127,10 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
   for (const w of words) {
     if (w.kind === 'help') {
       writeOut(1, UMOUNT_HELP + '\n');
+      return MountExit.SUCCESS;
+    }
+    if (w.kind === 'version') {
+      writeOut(1, `umount.fusegate from fusegate ${VERSION}\n`);
       return MountExit.SUCCESS;
     }
     if (w.kind === 'positional') positional.push(w.value);

@@ -169,12 +169,18 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   let removableSource = own.external ?? `sysfs ${removableFile}`;
 
   const backingFile = read(path.join(diskDir, 'loop', 'backing_file'));
-  const loop = /^loop\d+$/.test(path.basename(diskDir));
+  let loop = /^loop\d+$/.test(path.basename(diskDir));
+  let loopSource = `sysfs ${diskDir} (device name)`;
 
   for (const lower of slaves(devDir, 0)) {
     const l = busOf(sysfs, lower, ` (beneath ${path.basename(devDir)})`);
     if (RANK.indexOf(l.bus) < RANK.indexOf(bus)) { bus = l.bus; busSource = l.source; }
     const ldisk = fs.existsSync(path.join(lower, 'partition')) ? path.dirname(lower) : lower;
+    // dm or md over a loop device: as much an image as the loop device itself.
+    if (!loop && /^loop\d+$/.test(path.basename(ldisk))) {
+      loop = true;
+      loopSource = `sysfs ${ldisk} (beneath ${path.basename(devDir)})`;
+    }
     if (!removable && read(path.join(ldisk, 'removable')) === '1') {
       removable = true;
       removableSource = `sysfs ${path.join(ldisk, 'removable')} (beneath ${path.basename(devDir)})`;
@@ -190,7 +196,7 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   }
   return {
     bus, busSource, removable, removableSource,
-    loop, loopSource: `sysfs ${diskDir} (device name)`, backingFile: loop ? backingFile : null,
+    loop, loopSource, backingFile: loop ? backingFile : null,
     backingSource: `sysfs ${path.join(diskDir, 'loop', 'backing_file')}`,
     udevBus, udevSource,
   };

@@ -112,10 +112,12 @@ function defaultCacheDir(): string | null {
  * The policy the helper uses when the real one is missing or invalid. Only
  * what the administrator listed in /etc/fstab still mounts, on the kernel
  * driver as it would without fusegate, and only where the content is the
- * administrator's: a fixed internal disk, or an image only root can write
- * named by its path. Removable and hot-plug media, loop devices and what is
- * stacked on them are denied even then, because they can copy the UUID or
- * label an fstab line names.
+ * administrator's: a fixed internal disk. Removable and hot-plug media, loop
+ * devices (and dm/md devices over one) and image files are denied even then:
+ * a USB stick can copy the UUID or label an fstab line names, and an image
+ * is whatever its file's writer made it. (The shipped policy also trusts an
+ * image only root can write, named by path; the fail-closed rule stays with
+ * what helper/mount-launcher.sh can check without Node.)
  */
 export function failClosedPolicy(reason: string, file = policyPath()): Policy {
   return {
@@ -131,8 +133,10 @@ export function failClosedPolicy(reason: string, file = policyPath()): Policy {
     rules: [{
       name: 'fail-closed-fstab',
       line: 0,
-      match: [{ fstab: true, fixed_disk: true }, { fstab: true, fstab_match: ['path'], image_root_only: true }],
-      unless: [{ removable: true }, { bus: ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt'] }],
+      // helper/mount-launcher.sh applies the same rule when Node cannot run;
+      // test/unit/fail-closed-table.test.ts holds both to one table.
+      match: [{ fstab: true, fixed_disk: true }],
+      unless: [{ loop: true }, { removable: true }, { bus: ['usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt'] }],
       action: 'kernel',
       reason: `the policy ${file} could not be loaded (${reason}); this fixed disk (or root-only image) is listed in /etc/fstab, so it goes to the kernel driver`,
     }],

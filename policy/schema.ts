@@ -45,7 +45,7 @@ export const MATCH_KEYS: Readonly<Record<MatchKey, MatchKeySpec>> = {
   partuuid: { kind: 'glob', fold: true, about: 'partition UUID (spoofable)' },
   label: { kind: 'glob', about: 'filesystem label (spoofable)' },
   kind: { kind: 'enum', values: KINDS, about: 'block device or image file' },
-  loop: { kind: 'bool', about: 'the source is a loop device' },
+  loop: { kind: 'bool', about: 'the source is a loop device, or a dm/md device over one' },
   backing_file: { kind: 'glob', about: 'the file behind a loop device' },
   source: { kind: 'glob', about: 'canonical path of the source' },
   mountpoint: { kind: 'glob', about: 'canonical mountpoint' },

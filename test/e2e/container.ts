@@ -70,6 +70,8 @@ export interface BootOptions {
    */
   hostNetwork?: boolean;
   binds?: Bind[];
+  /** false: do not bind the host's Node at /usr/bin/node (the root has none of its own). */
+  node?: boolean;
   /** Give up waiting for `systemctl is-system-running --wait` after this long. */
   bootTimeoutMs?: number;
   log?: (line: string) => void;
@@ -416,11 +418,11 @@ function nspawnArgv(name: string, root: string, journalDir: string, opts: BootOp
     '--console=pipe',
     '--bind=/dev/fuse',
     '--bind=/dev/loop-control',
-    // The host's Node 20 (Debian 12's own is 18); it needs only libc and
-    // libstdc++, which bookworm has.
-    `--bind-ro=${HOST_NODE}:/usr/bin/node`,
     `--bind=${journalDir}:/var/log/journal`,
   ];
+  // The host's Node 20 (Debian 12's own is 18); it needs only libc and
+  // libstdc++, which bookworm has.
+  if (opts.node !== false) argv.push(`--bind-ro=${HOST_NODE}:/usr/bin/node`);
   if (opts.projectDir !== undefined) argv.push(`--bind-ro=${opts.projectDir}:${PROJECT_MOUNT}`);
   for (const dev of opts.devices ?? []) argv.push(`--bind=${dev}`);
   if (opts.bindUdev) argv.push('--bind-ro=/run/udev');

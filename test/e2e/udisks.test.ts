@@ -84,7 +84,9 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
     ).filter((e) => e.MESSAGE?.startsWith('decision:'));
     expect(decisions).toHaveLength(1);
     expect(decisions[0]).toMatchObject({ FUSEGATE_DECISION: 'fuse', FUSEGATE_BACKEND: 'fusefat', FUSEGATE_UHELPER: 'udisks2', FUSEGATE_MOUNTPOINT: MEDIA });
-    expect(decisions[0]!._CMDLINE).toMatch(new RegExp(`/sbin/mount\\.vfat ${loop!.path} ${MEDIA} -o rw,nodev,nosuid,uid=0,gid=0,.*uhelper=udisks2`));
+    // mount(8) ran /sbin/mount.vfat, the launcher, which runs the Node helper with the same arguments.
+    expect(decisions[0]).toMatchObject({ FUSEGATE_INVOKED_AS: 'mount.vfat' });
+    expect(decisions[0]!._CMDLINE).toMatch(new RegExp(`/mount\\.fusegate\\.js ${loop!.path} ${MEDIA} -o rw,nodev,nosuid,uid=0,gid=0,.*uhelper=udisks2`));
 
     // One sandboxed instance, whose process is the unmodified fusefat.
     const units = await listUnits(c, 'fusefat@*');

@@ -164,10 +164,28 @@ rules:
     expect(mountsAt(mnt)).toEqual([]);
   });
 
-  it('fails closed with a broken policy but still mounts a fixed disk from fstab', () => {
+  it('fails closed with a broken policy: a loop device is refused even when fstab lists it', () => {
     const r = helper([loop, mnt], { policy: 'broken', fstabText: `${loop} ${mnt} ext4 defaults 0 2\n` });
-    expect(r.code).toBe(0);
-    expect(mountsAt(mnt)[0]!.fsType).toBe('ext4');
+    expect(r.code).toBe(32);
+    expect(r.stderr).toMatch(/policy not loaded, failing closed/);
+    expect(mountsAt(mnt)).toEqual([]);
+  });
+
+  // A zram device is a fixed, non-removable disk that is not a loop device.
+  it.skipIf(!fs.existsSync('/sys/class/zram-control'))('fails closed with a broken policy but still mounts a fixed disk from fstab', () => {
+    const id = fs.readFileSync('/sys/class/zram-control/hot_add', 'utf8').trim();
+    const zram = `/dev/zram${id}`;
+    try {
+      fs.writeFileSync(`/sys/block/zram${id}/disksize`, String(16 << 20));
+      expect(spawnSync('mkfs.ext4', ['-q', '-F', zram]).status).toBe(0);
+      const r = helper([zram, mnt], { policy: 'broken', fstabText: `${zram} ${mnt} ext4 defaults 0 2\n` });
+      expect(r.code, r.stderr).toBe(0);
+      expect(mountsAt(mnt)[0]!.fsType).toBe('ext4');
+    } finally {
+      spawnSync('umount', [mnt]);
+      fs.writeFileSync(`/sys/block/zram${id}/reset`, '1');
+      fs.writeFileSync('/sys/class/zram-control/hot_remove', id);
+    }
   });
 
   it('with -f decides and reports but mounts nothing', () => {

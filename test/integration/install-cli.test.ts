@@ -49,8 +49,9 @@ describe('fusegate install, doctor, status and uninstall from the command line',
     expect(check.status, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/policy\.yaml: OK/);
     // The helper through its mount.fusegate link, as mount(8) runs it (the link is absolute: resolve it in the tree).
+    // The link names the launcher, which runs the helper from the runtime library directory: here, the tree's.
     const helper = path.join(root, fs.readlinkSync(path.join(root, 'usr/sbin/mount.fusegate')));
-    const version = spawnSync(helper, ['--version'], { encoding: 'utf8' });
+    const version = spawnSync(helper, ['--version'], { encoding: 'utf8', env: { ...process.env, FUSEGATE_LIB_DIR: lib } });
     expect(version.stdout).toMatch(/^mount\.fusegate from fusegate \d/);
     const dbusNext = spawnSync(process.execPath, ['-e', `require(require.resolve('dbus-next', { paths: [${JSON.stringify(path.join(lib, 'dist/service'))}] })).systemBus`], { encoding: 'utf8' });
     expect(dbusNext.status, dbusNext.stderr).toBe(0);

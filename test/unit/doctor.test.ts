@@ -70,7 +70,7 @@ describe('fusegate doctor --root on a complete install', () => {
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/^checking the install tree .* \(checks of the running machine skipped\)$/m);
     expect(r.out).toMatch(/^ok {4}native addon: .* loads and makes a SOCK_SEQPACKET pair$/m);
-    expect(r.out).toMatch(/^ok {4}mount\.fusegate: .*\/usr\/sbin\/mount\.fusegate -> \/usr\/lib\/fusegate\/dist\/helper\/mount\.fusegate\.js$/m);
+    expect(r.out).toMatch(/^ok {4}mount\.fusegate: .*\/usr\/sbin\/mount\.fusegate -> \/usr\/lib\/fusegate\/helper\/mount-launcher\.sh -> \/usr\/lib\/fusegate\/dist\/helper\/mount\.fusegate\.js$/m);
     expect(r.out).toMatch(/^ok {4}units fusefat: fusefat\.socket, fusefat@\.service: installed, enabled$/m);
     expect(r.out).toMatch(/^info  backend fuse4fs: not installed/m);
     expect(r.out).toMatch(/^ready: \d+ ok, 0 warning\(s\), 0 failure\(s\)$/m);

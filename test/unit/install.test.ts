@@ -17,7 +17,8 @@ import { allUnits, adaptedBackends } from '../../admin/units';
 
 const PKG = path.resolve(__dirname, '../..');
 const LIB = '/usr/lib/fusegate';
-const HELPER = `${LIB}/dist/helper/mount.fusegate.js`;
+// mount(8)'s entry points run the launcher, which runs the Node helper (or fails closed without it).
+const HELPER = `${LIB}/helper/mount-launcher.sh`;
 const DEFAULT_POLICY = fs.readFileSync(path.join(PKG, 'policy/default-policy.yaml'), 'utf8');
 const INTERCEPT = /^intercept: \[(.*)\]$/m.exec(DEFAULT_POLICY)![1]!.split(',').map((s) => s.trim());
 
@@ -223,7 +224,7 @@ describe('helpers and configuration fusegate did not install', () => {
     const r = doInstall(root, { takeOver: ['ntfs'] });
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^diverted: mount\.ntfs: .*\/usr\/sbin\/mount\.ntfs \(a file\) moved to .*\/usr\/lib\/fusegate\/diverted\/mount\.ntfs; uninstall puts it back$/m);
-    expect(r.out).toMatch(/^installed: mount\.ntfs .* -> \/usr\/lib\/fusegate\/dist\/helper\/mount\.fusegate\.js$/m);
+    expect(r.out).toMatch(/^installed: mount\.ntfs .* -> \/usr\/lib\/fusegate\/helper\/mount-launcher\.sh$/m);
     expect(r.out).toMatch(/^skipped: mount\.vfat/m);
     expect(fs.readlinkSync(path.join(root, 'usr/sbin/mount.ntfs'))).toBe(HELPER);
     const diverted = path.join(root, LIB, 'diverted/mount.ntfs');
