@@ -149,7 +149,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
     udevBus: blk !== null ? fact(blk.udevBus, blk.udevSource) : fact(null, `${kind}: not a block device`),
     fstab,
     fstabMatch,
-    fixedDisk: fixedDiskFact(env.sysfs, kind, st?.device ?? null, blk?.loop ?? false),
+    fixedDisk: fixedDiskFact(env.sysfs, kind, st?.device ?? null),
     ...imageFacts(env, accounts, kind, real, st, backingFile),
     mountpoint: fact(mountpoint, req.mountpoint === undefined ? 'not given' : 'caller (canonical)'),
     user: fact({ id: req.caller.uid, name: accounts.userName(req.caller.uid) }, `caller uid, name from ${env.passwd}`),
@@ -186,9 +186,10 @@ function fstabFacts(file: string, id: Identity, mountpoint: string | null): Pick
 }
 
 /** Whether the source is a fixed internal disk: only block devices can be (policy/fixed-disk.ts). */
-function fixedDiskFact(sysfs: string, kind: SourceKind, device: string | null, loop: boolean): Fact<boolean> {
+function fixedDiskFact(sysfs: string, kind: SourceKind, device: string | null): Fact<boolean> {
   if (kind !== 'block' || device === null) return fact(false, kind === 'image' ? 'an image file is not a disk' : `${kind}: not a block device`);
-  if (loop) return fact(false, `sysfs ${sysfs}/dev/block/${device}: a loop device`);
+  // Not answered from the loop fact: it is also true for dm/md stacked on a
+  // loop device, and fixedDisk() names the whole stack from sysfs.
   const r = fixedDisk(sysfs, device);
   return fact(r.fixed, r.why);
 }

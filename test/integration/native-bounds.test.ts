@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as native from '../../lib/native';
 import { realDevicesOrFailInCI, tempDir } from '../support/devices';
+import * as testNative from '../support/native-extras';
 
 const canRun = realDevicesOrFailInCI('the addon bounds tests');
 const NATIVE = path.resolve(__dirname, '../../dist/lib/native/index.js');
@@ -32,8 +33,8 @@ describe.skipIf(!canRun)('native addon: bounded waits, refused fds', () => {
   it('connect gives up with ETIMEDOUT while the listener never accepts and its backlog is full', async () => {
     const sock = path.join(dir, 'full');
     const listener = seqpacket();
-    native.bind(listener, sock);
-    native.listen(listener, 0); // one pending connection fills it
+    testNative.bind(listener, sock);
+    testNative.listen(listener, 0); // one pending connection fills it
     await native.connect(seqpacket(), sock, 1000);
     const t0 = Date.now();
     const err = await native.connect(seqpacket(), sock, 500).then(() => null, (e: unknown) => e);
@@ -46,7 +47,7 @@ describe.skipIf(!canRun)('native addon: bounded waits, refused fds', () => {
   }, 10_000);
 
   it('a socket with refusePassedFds makes the sender fail EPERM; plain messages still pass', async () => {
-    const [a, b] = native.socketpairSeqpacket();
+    const [a, b] = testNative.socketpairSeqpacket();
     open.push(a, b);
     expect(native.refusePassedFds(b)).toBe(true);
     const passed = fs.openSync('/dev/null', 'r');

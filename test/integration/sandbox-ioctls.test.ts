@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
+import * as testNative from '../support/native-extras';
 
 const canRun = realDevicesOrFailInCI('sandbox ioctl filter tests');
 
@@ -53,7 +54,7 @@ function throughLaunch(device: string, readOnly: boolean): Record<string, string
     const fs = require('node:fs');
     const native = require(${JSON.stringify(NATIVE)});
     const { execServer } = require(${JSON.stringify(LAUNCH)});
-    const [sock] = native.socketpairSeqpacket();
+    const [sock] = testNative.socketpairSeqpacket();
     const handoff = {
       fuseFd: fs.openSync('/dev/fuse', 'r+'),
       sourceFd: fs.openSync(${JSON.stringify(device)}, ${readOnly ? "'r'" : "'r+'"}),

@@ -20,6 +20,7 @@ import {
 } from '../../helper/helper-session';
 import { sandboxUtabOptions } from '../../helper/utab';
 import { mountOptionsOf } from '../../policy/options';
+import * as testNative from '../support/native-extras';
 
 const O_PATH = 0o10000000;
 const E = os.constants.errno;
@@ -144,7 +145,7 @@ interface Outcome {
 
 /** One conversation: the session on one end, `script` on the other. */
 async function converse(p: SessionPlan, script: (a: FakeAdapter) => Promise<void>): Promise<Outcome> {
-  const [h, s] = native.socketpairSeqpacket();
+  const [h, s] = testNative.socketpairSeqpacket();
   const mech = new FakeMechanism();
   const events: SessionEvent[] = [];
   const session = new HelperSession(new Channel(h, 'helper'), p, (e) => events.push(e), mech);

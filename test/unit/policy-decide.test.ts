@@ -347,9 +347,14 @@ describe('fail-closed policy', () => {
   it.each<[string, SyntheticFacts]>([
     ['a fixed disk fstab names by LABEL=', { bus: 'nvme', fstab: true, fstabMatch: 'label', type: 'ext4' }],
     ['a zram disk fstab names by UUID=', { bus: 'virtual', fixedDisk: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }],
-    ['a root-only image fstab names by path, on a loop device', { loop: true, bus: 'virtual', fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }],
   ])('sends %s to the kernel driver', (_n, facts) => {
     expect(decide(p, f(facts))).toMatchObject({ action: 'kernel', rule: 'fail-closed-fstab' });
+  });
+
+  // The shipped policy may trust it; the fail-closed rule stays with what the
+  // sh launcher can check without Node (helper/mount-launcher.sh).
+  it('denies a root-only image fstab names by path, on a loop device', () => {
+    expect(decide(p, f({ loop: true, bus: 'virtual', fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }))).toMatchObject({ action: 'deny' });
   });
 
   it('is marked as fail-closed', () => {
