@@ -13,6 +13,7 @@ import { createLogger } from '../lib/log';
 import { Channel } from '../lib/protocol';
 import { execServer, planLaunch } from './launch';
 import { AdapterSession } from './adapter-session';
+import { serveInProcess } from './in-process';
 
 /** The connection systemd passes (SD_LISTEN_FDS_START). */
 const LISTEN_FD = 3;
@@ -32,7 +33,7 @@ async function main(): Promise<number> {
   const name = process.argv[2] ?? '';
   const log = createLogger({ identifier: `fusegate-${name || 'adapter'}`, fallback: 'stderr' });
   const backend = findBackend(name);
-  if (!backend || !backend.argv) {
+  if (!backend || (!backend.argv && backend.delivery !== 'in-process')) {
     log.error(`unknown backend '${name}'; the unit's ExecStart names one from the backends table`);
     return 2;
   }
@@ -48,6 +49,7 @@ async function main(): Promise<number> {
 
   const channel = new Channel(LISTEN_FD, 'server');
   const session = new AdapterSession(channel);
+  if (backend.delivery === 'in-process') return serveInProcess(backend, session, LISTEN_FD, log);
   let handoff;
   try {
     handoff = await session.run();

@@ -564,9 +564,9 @@ export class Volume {
     this.dev.flush();
   }
 
+  /** Every change is written through (FAT included); `flush` adds an fsync when a written file is closed (serve.ts). */
   private afterChange(): void {
     this.fat.flush();
-    if (this.opts.flush) this.dev.flush();
   }
 
   // ------------------------------------------------------------ entries
