@@ -5,7 +5,8 @@
  * Mounts come from /proc/self/mountinfo (and utab for the rule); services
  * from systemd over D-Bus. Pairing the two: a service's MainPID is the FUSE
  * server (the adapter execs into it), and the server holds the mount's
- * source on fd 4 (sandbox/launch.ts). So a mount belongs to the service
+ * source on fd 4 (sandbox/launch.ts; an in-process server such as
+ * fusegate-vfat on any of its fds). So a mount belongs to the service
  * whose /proc/<MainPID>/fd/4 is the same file as the mount's source: the
  * same block device (st_rdev) or the same inode (st_dev, st_ino), with the
  * path as a last resort. Instance numbers say nothing (systemd numbers
@@ -13,7 +14,7 @@
  * connection, so the source is the one reliable link.
  */
 import * as fs from 'node:fs';
-import { BACKENDS } from '../lib/backends';
+import { BACKENDS, findBackend } from '../lib/backends';
 import { sandboxedMounts, type SandboxedMount } from './mounts';
 import { listServices, SystemdUnavailable, type ServiceInfo } from './systemd-dbus';
 import { processIo, type Io } from './cli-io';
@@ -81,20 +82,35 @@ function statOrNull(p: string): fs.Stats | null {
 
 interface ServerSource {
   service: ServiceInfo;
-  id: string | null;
-  path: string | null;
+  /** identities and paths of the fds that may be the source */
+  ids: string[];
+  paths: string[];
 }
 
 function serverSource(proc: string, service: ServiceInfo): ServerSource {
-  const fd = `${proc}/${service.mainPid}/fd/${SERVER_SOURCE_FD}`;
-  const st = statOrNull(fd);
-  let p: string | null = null;
-  try {
-    p = fs.readlinkSync(fd);
-  } catch {
-    /* gone, or not ours to read */
+  // An exec'd server holds the source on fd 4; an in-process one (fusegate-vfat)
+  // on whichever fd the adapter received it, so all of its fds are candidates.
+  const inProcess = findBackend(service.name.slice(0, service.name.indexOf('@')))?.delivery === 'in-process';
+  let fds = [String(SERVER_SOURCE_FD)];
+  if (inProcess) {
+    try {
+      fds = fs.readdirSync(`${proc}/${service.mainPid}/fd`);
+    } catch {
+      /* gone, or not ours to read */
+    }
   }
-  return { service, id: st ? identity(st) : null, path: p };
+  const out: ServerSource = { service, ids: [], paths: [] };
+  for (const n of fds) {
+    const fd = `${proc}/${service.mainPid}/fd/${n}`;
+    const st = statOrNull(fd);
+    if (st) out.ids.push(identity(st));
+    try {
+      out.paths.push(fs.readlinkSync(fd));
+    } catch {
+      /* gone, or not ours to read */
+    }
+  }
+  return out;
 }
 
 /** VmRSS of a process in bytes, the fallback when systemd has no memory figure. */
@@ -115,7 +131,7 @@ export function pairMounts(mounts: SandboxedMount[], services: ServiceInfo[], pr
     const st = statOrNull(m.source);
     const id = st ? identity(st) : null;
     const ofBackend = candidates.filter((c) => !used.has(c) && c.service.name.startsWith(`${m.backend}@`));
-    const match = ofBackend.find((c) => id !== null && c.id === id) ?? ofBackend.find((c) => c.path !== null && c.path === m.source);
+    const match = ofBackend.find((c) => id !== null && c.ids.includes(id)) ?? ofBackend.find((c) => c.paths.includes(m.source));
     if (match === undefined) return { ...m, unit: null, pid: null, memoryBytes: null, memorySource: null };
     used.add(match);
     const pid = match.service.mainPid!;
