@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { findBackend } from '../lib/backends';
 import { serviceUnit } from '../admin/units';
+import { fatMemory, fatMount, fatUmount } from './fat-inside';
 
 const BACKEND = 'fuse2fs';
 const SERVER_COMM = 'fuse2fs';
@@ -852,6 +853,9 @@ const OPS: Record<string, (a: never) => unknown> = {
   unitVariants,
   mountScaling,
   systemInfo,
+  fatMount,
+  fatUmount,
+  fatMemory,
 };
 
 async function main(): Promise<void> {
