@@ -494,8 +494,10 @@ export class Volume {
     } else {
       setEntryCluster(node.raw, fresh[0], this.geo.fatType);
     }
-    node.chain = chain.concat(fresh);
-    return node.chain;
+    // in place: a copy per write made sequential writes of a large file quadratic in its cluster count
+    for (const c of fresh) chain.push(c);
+    node.chain = chain;
+    return chain;
   }
 
   private writeZeros(chain: number[], from: number, to: number): void {
