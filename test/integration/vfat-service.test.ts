@@ -152,6 +152,7 @@ rules:
       const r = helper(img, mnt);
       expect(r.status).toBe(32);
       expect(r.stderr).toMatch(/gave up/);
+      expect(r.stderr).toContain('journalctl -u "fusegate-vfat@*"');
       expect(mountsAt(mnt)).toEqual([]);
       expect(await waitFor(() => childrenOf(activator!.pid).length === 0, 10_000)).toBe(true);
       expect(fs.readFileSync(adapterLog, 'utf8')).toMatch(/mount refused: root directory cluster 268435455 out of range/);
