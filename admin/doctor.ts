@@ -253,7 +253,12 @@ class Doctor {
     const wanted = this.wantedBackends();
     for (const b of BACKENDS) {
       const types = b.types.map((t) => t.type).join(', ');
-      if (executable(statOrNull(this.host(b.binary)))) {
+      if (b.delivery === 'in-process') {
+        // fusegate's own server: the adapter itself, installed with fusegate
+        const file = `${LIB_DIR}/${b.binary}`;
+        if (statOrNull(this.host(file))?.isFile()) this.add('ok', `backend ${b.name}`, `built in: ${file} serves ${types} in-process`);
+        else this.add('FAIL', `backend ${b.name}`, `${file} is missing`, 'run fusegate install');
+      } else if (executable(statOrNull(this.host(b.binary)))) {
         this.add('ok', `backend ${b.name}`, `${b.binary} (${types})`);
       } else if (b.delivery === 'native-service') {
         this.add('info', `backend ${b.name}`, `not installed (optional; it brings its own units): ${b.debianPackage}`);

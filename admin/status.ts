@@ -4,7 +4,8 @@
  *
  * Mounts come from /proc/self/mountinfo and utab; the instance serving each
  * from lib/instance.ts (the x-fusegate.unit= the helper recorded in utab,
- * else the instance whose server holds the mount's source); the server's pid
+ * else the instance whose server holds the mount's source: on fd 4, or on
+ * any fd for an in-process server such as fusegate-vfat); the server's pid
  * and memory from systemd over D-Bus (MainPID, MemoryCurrent), else from the
  * instance's cgroup and the server's VmRSS.
  */

@@ -130,8 +130,9 @@ CollectMode=inactive-or-failed
 
 [Service]
 Type=exec
-# The adapter speaks the service-mount protocol on the connection (fd 3),
-# then replaces itself with ${b.binary}: no Node process stays per mount.
+${b.delivery === 'in-process'
+    ? '# The adapter speaks the service-mount protocol on the connection (fd 3),\n# then serves the mount itself with fusegate\'s own engine (--jitless).'
+    : `# The adapter speaks the service-mount protocol on the connection (fd 3),\n# then replaces itself with ${b.binary}: no Node process stays per mount.`}
 ExecStart=${paths.node} --jitless --no-expose-wasm ${paths.libDir}/dist/sandbox/adapter-start.js ${b.name}
 SyslogIdentifier=fusegate-${b.name}
 ${successExit.length > 0 ? `SuccessExitStatus=${successExit.join(' ')}\n` : ''}Environment=FUSEGATE_LIB_DIR=${paths.libDir}

@@ -19,6 +19,7 @@ import { readOrNull } from '../lib/fs-or-null';
 import { backendInstances, instanceCgroup, instanceOfMount, instanceProcesses, systemSlice } from '../lib/instance';
 import { mountAt, readMountinfo } from '../lib/mountinfo';
 import { serviceUnit } from '../admin/units';
+import { fatMemory, fatMount, fatUmount } from './fat-inside';
 
 const BACKEND = 'fuse2fs';
 const SERVER_COMM = 'fuse2fs';
@@ -837,6 +838,9 @@ const OPS: Record<string, (a: never) => unknown> = {
   unitVariants,
   mountScaling,
   systemInfo,
+  fatMount,
+  fatUmount,
+  fatMemory,
 };
 
 async function main(): Promise<void> {

@@ -30,12 +30,13 @@ import {
   makeExt4Image,
 } from '../test/e2e/harness';
 import { CLEAN_ENV, mountsUnder } from '../test/e2e/host';
+import { fatImageMiB, fatSection, makeFatImages, renderFat, type FatLoops } from './fat';
 import { renderMarkdown } from './report';
 import { summarizeFull } from './stats';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const INSIDE = `${PROJECT_MOUNT}/dist/bench/inside.js`;
-const SECTIONS = ['latency', 'data', 'memory', 'concurrency', 'startup'] as const;
+const SECTIONS = ['latency', 'data', 'memory', 'concurrency', 'startup', 'fat'] as const;
 type Section = (typeof SECTIONS)[number];
 
 export interface BenchParams {
@@ -51,6 +52,9 @@ export interface BenchParams {
   startupRuns: number;
   unitRuns: number;
   unitAllDirectives: boolean;
+  /** FAT section (bench/fat.ts): large file size and rounds */
+  fatDataMiB: number;
+  fatRounds: number;
 }
 
 const FULL: BenchParams = {
@@ -66,6 +70,8 @@ const FULL: BenchParams = {
   startupRuns: 20,
   unitRuns: 10,
   unitAllDirectives: true,
+  fatDataMiB: 128,
+  fatRounds: 2,
 };
 
 const SMOKE: BenchParams = {
@@ -81,6 +87,8 @@ const SMOKE: BenchParams = {
   startupRuns: 3,
   unitRuns: 2,
   unitAllDirectives: false,
+  fatDataMiB: 8,
+  fatRounds: 1,
 };
 
 /** The policy the sandboxed mounts run under: ext4 on loop devices through fuse2fs, writable. */
@@ -381,7 +389,7 @@ export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFi
   assertE2eAvailable();
   const started = Date.now();
   const dataImgMiB = Math.max(64, p.dataMiB * 2);
-  const { dir: base, backing } = scratchBase(dataImgMiB + 64 + p.concurrency * 8);
+  const { dir: base, backing } = scratchBase(dataImgMiB + 64 + p.concurrency * 8 + (only.has('fat') ? 2 * fatImageMiB(p.fatDataMiB) : 0));
   const scratch = fs.mkdtempSync(path.join(base, 'fusegate-bench-'));
   const loops: LoopDevice[] = [];
   let container: Container | undefined;
@@ -412,6 +420,12 @@ export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFi
         concLoops.push(l);
       }
     }
+    let fatLoops: FatLoops | undefined;
+    if (only.has('fat')) {
+      const imgs = makeFatImages(scratch, fatImageMiB(p.fatDataMiB));
+      fatLoops = { vfat: await attachLoop(imgs.vfat), exfat: await attachLoop(imgs.exfat) };
+      loops.push(fatLoops.vfat, fatLoops.exfat);
+    }
     // The loop devices are made inside with mknod rather than bound in by
     // nspawn: each bind is a line in the mount table, and every sandboxed
     // start pays for each line (see the mount-table experiment), so 34 binds
@@ -435,6 +449,10 @@ export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFi
     if (only.has('memory')) results.memory = await memorySection(b, dataLoop.path);
     if (only.has('concurrency')) results.concurrency = await concurrencySection(b, concLoops.map((l) => l.path));
     if (only.has('startup')) results.startup = await startupSection(b);
+    if (fatLoops) {
+      const fp = { dataMiB: p.fatDataMiB, smallFiles: p.smallFiles, smallFileBytes: p.smallFileBytes, rounds: p.fatRounds };
+      results.fat = await fatSection((op, args) => b.inside(op, args), c, fp, fatLoops, dropCaches, e2eLog);
+    }
   } finally {
     if (container) {
       const leftovers = container.leftovers;
@@ -454,7 +472,7 @@ export async function runBench(argv: string[]): Promise<{ jsonFile: string; mdFi
   const stamp = (results.date as string).replace(/[:.]/g, '-');
   const jsonFile = path.join(outDir, `results-${stamp}.json`);
   fs.writeFileSync(jsonFile, JSON.stringify(results, null, 2) + '\n');
-  const md = renderMarkdown(results as never);
+  const md = renderMarkdown(results as never) + renderFat(results.fat as never);
   const mdFile = path.join(outDir, 'results.md');
   fs.writeFileSync(mdFile, md);
   return { jsonFile, mdFile, results };

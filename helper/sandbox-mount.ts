@@ -28,9 +28,11 @@ export class SandboxMountError extends FusegateError {
     message: string,
     readonly unit: string | null,
     cause?: unknown,
+    backend = '<backend>',
   ) {
     super(message, {
-      hint: unit ? `see the service's log: journalctl -u ${unit}` : 'see the service log: journalctl -u "<backend>@*"',
+      // A refused mount's instance is gone (collected) by now: name the backend's instances.
+      hint: unit ? `see the service's log: journalctl -u ${unit}` : `see the service log: journalctl -u "${backend}@*"`,
       exitCode: MountExit.FAILURE,
       cause,
     });
@@ -69,7 +71,7 @@ export async function sandboxMount(
     try {
       await native.connect(fd, ctx.socket, deadline - Date.now());
     } catch (err) {
-      throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err);
+      throw new SandboxMountError(`cannot connect to ${ctx.socket}: ${(err as Error).message}`, null, err, decision.backend);
     }
     session = new HelperSession(
       channel,
@@ -105,7 +107,7 @@ export async function sandboxMount(
         : err instanceof ProtocolError
           ? err.message
           : `the mount failed: ${(err as Error).message}`;
-    throw new SandboxMountError(why, unit, err);
+    throw new SandboxMountError(why, unit, err, decision.backend);
   } finally {
     channel.close();
   }

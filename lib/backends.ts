@@ -34,7 +34,12 @@ export type FdDelivery =
   /** libfuse 3: mountpoint given as /dev/fd/N of an already mounted /dev/fuse */
   | 'devfd-mountpoint'
   /** speaks libfuse's service-mount protocol itself (fuse_service_*); no adapter */
-  | 'native-service';
+  | 'native-service'
+  /**
+   * fusegate's own server: after the handshake the adapter process serves
+   * the mount itself (sandbox/in-process.ts): no execve, no libfuse.
+   */
+  | 'in-process';
 
 export interface BackendFsType {
   /** filesystem type as blkid and mount(8) name it */
@@ -77,7 +82,7 @@ export interface Backend {
   name: string;
   /** Debian package that ships it, for `fusegate doctor` hints */
   debianPackage: string;
-  /** the server binary */
+  /** the server binary (in-process: the adapter, relative to fusegate's lib dir) */
   binary: string;
   types: BackendFsType[];
   delivery: FdDelivery;
@@ -118,6 +123,15 @@ export const BACKENDS: readonly Backend[] = [
     delivery: 'preload-devfuse',
     // fuse2fs shows the owners and modes stored in the filesystem.
     argv: (c) => [c.source, c.mountpoint, '-f', ...(c.readOnly ? ['-o', 'ro'] : [])],
+  },
+  {
+    // fusegate's FAT12/16/32 engine in TypeScript (sandbox/vfat/): memory-safe,
+    // and the first choice for vfat in the default policy.
+    name: 'fusegate-vfat',
+    debianPackage: 'fusegate (built in)',
+    binary: 'dist/sandbox/adapter-start.js',
+    types: [{ type: 'vfat', write: 'safe' }],
+    delivery: 'in-process',
   },
   {
     name: 'fusefat',

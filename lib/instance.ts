@@ -20,7 +20,7 @@
  *    caller already has (status passes systemd's, over D-Bus).
  */
 import * as fs from 'node:fs';
-import { backendOfType } from './backends';
+import { backendOfType, findBackend } from './backends';
 import { readlinkOrNull, statOrNull } from './fs-or-null';
 import type { MountinfoEntry } from './mountinfo';
 import { readUtab, optionValue, utabEntryOf, type UtabEntry } from './utab';
@@ -144,6 +144,15 @@ function identity(st: fs.Stats): string {
   return st.isBlockDevice() ? `blk:${st.rdev}` : `ino:${st.dev}:${st.ino}`;
 }
 
+/** The fd numbers a process holds (empty when it is gone or not ours to read). */
+function serverFds(proc: string, pid: number): string[] {
+  try {
+    return fs.readdirSync(`${proc}/${pid}/fd`);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * The instance serving each mount (null where none is known), in order. An
  * instance serves one mount, so a candidate paired by its source is not
@@ -153,7 +162,7 @@ export function instancesServing(mounts: readonly MountRef[], src: InstanceSourc
   const utab = typeof src.utab === 'object' ? src.utab : readUtab(src.utab);
   const proc = src.proc ?? '/proc';
   const listCandidates = src.candidates ?? cgroupCandidates;
-  const byBackend = new Map<string, Array<Candidate & { id: string | null; path: string | null }>>();
+  const byBackend = new Map<string, Array<Candidate & { ids: string[]; paths: string[] }>>();
   const used = new Set<string>();
   const recorded = mounts.map((m) => {
     const entry = utabEntryOf(utab, m);
@@ -168,16 +177,25 @@ export function instancesServing(mounts: readonly MountRef[], src: InstanceSourc
       candidates = listCandidates(m.backend)
         .filter((c) => c.unit.startsWith(`${m.backend}@`))
         .map((c) => {
-          const fd = `${proc}/${c.pid}/fd/${SERVER_SOURCE_FD}`;
-          const st = statOrNull(fd);
-          return { ...c, id: st ? identity(st) : null, path: readlinkOrNull(fd) };
+          // An exec'd server holds the source on fd 4; an in-process one
+          // (fusegate-vfat) on whichever fd the adapter received it as.
+          const fds = findBackend(m.backend)?.delivery === 'in-process' ? serverFds(proc, c.pid) : [String(SERVER_SOURCE_FD)];
+          const files = fds.map((n) => `${proc}/${c.pid}/fd/${n}`);
+          return {
+            ...c,
+            ids: files.flatMap((f) => {
+              const st = statOrNull(f);
+              return st ? [identity(st)] : [];
+            }),
+            paths: files.flatMap((f) => readlinkOrNull(f) ?? []),
+          };
         });
       byBackend.set(m.backend, candidates);
     }
     const st = statOrNull(m.source);
     const id = st ? identity(st) : null;
     const free = candidates.filter((c) => !used.has(c.unit));
-    const match = free.find((c) => id !== null && c.id === id) ?? free.find((c) => c.path !== null && c.path === m.source);
+    const match = free.find((c) => id !== null && c.ids.includes(id)) ?? free.find((c) => c.paths.includes(m.source));
     if (match === undefined) return null;
     used.add(match.unit);
     return { unit: match.unit, from: 'server-source' };

@@ -30,6 +30,13 @@ export interface MountArgs {
   options: string[];
 }
 
+/**
+ * Called with the source before the adapter asks the helper to mount: a
+ * server that runs in the adapter's process validates its volume here, so a
+ * bad one is refused (BYEE non-zero) before anything is mounted.
+ */
+export type BeforeMount = (h: { args: MountArgs; fuseFd: number; sourceFd: number; readOnly: boolean }) => void;
+
 /** What the adapter hands to the FUSE server. */
 export interface MountHandoff {
   args: MountArgs;
@@ -97,7 +104,7 @@ export class AdapterSession {
     if (reply.error !== 0) throw new HelperRefused(msg.kind, reply.error);
   }
 
-  async run(): Promise<MountHandoff> {
+  async run(beforeMount?: BeforeMount): Promise<MountHandoff> {
     try {
       const helloFlags = await this.hello();
       const allowOther = (helloFlags & HELLO_FLAGS.ALLOW_OTHER) !== 0;
@@ -107,6 +114,7 @@ export class AdapterSession {
       const fuseFd = await this.receiveFile(FILE_FUSEDEV);
       const readOnly = args.options.includes('ro');
       const { fd: sourceFd, isBlock } = await this.requestSource(args.source, readOnly);
+      beforeMount?.({ args, fuseFd, sourceFd, readOnly });
       await this.mount(args, allowOther, isBlock && (helloFlags & HELLO_FLAGS.FUSEBLK) !== 0);
       return { args, fuseFd, sourceFd, sourceIsBlock: isBlock, readOnly, allowOther };
     } catch (err) {

@@ -15,6 +15,7 @@ import { createLogger } from '../lib/log';
 import { Channel } from '../lib/protocol';
 import { execServer, planLaunch } from './launch';
 import { AdapterSession } from './adapter-session';
+import { serveInProcess } from './in-process';
 
 /** The connection systemd passes (SD_LISTEN_FDS_START). */
 const LISTEN_FD = 3;
@@ -46,7 +47,7 @@ async function main(): Promise<number> {
   const log = createLogger({ identifier: `fusegate-${name || 'adapter'}`, fallback: 'stderr' });
   if (error !== null) log.error(`${error}: the adapter takes one argument, BACKEND`);
   const backend = findBackend(name);
-  if (!backend || !backend.argv) {
+  if (!backend || (!backend.argv && backend.delivery !== 'in-process')) {
     log.error(`unknown backend '${name}'; the unit's ExecStart names one from the backends table`);
     return 2;
   }
@@ -62,6 +63,7 @@ async function main(): Promise<number> {
 
   const channel = new Channel(LISTEN_FD, 'server');
   const session = new AdapterSession(channel);
+  if (backend.delivery === 'in-process') return serveInProcess(backend, session, LISTEN_FD, log);
   let handoff;
   try {
     handoff = await session.run();

@@ -6,7 +6,8 @@
  * It boots systemd in a container (the e2e harness: test/e2e/), runs
  * `fusegate install` there, puts a FAT image with a few files on a loop
  * device, and shows what happens when udisks2 mounts it: the helper's
- * decision, the mount, the sandboxed fusefat@….service serving it, the files,
+ * decision, the mount, the sandboxed fusegate-vfat@….service serving it
+ * read-write, the files (and one copied on),
  * `fusegate status`, the unmount, and that the service instance is gone.
  * Then it tears everything down. Every command it runs is printed with its
  * output; it exits non-zero if any step fails.
@@ -114,7 +115,7 @@ async function main(): Promise<number> {
 
     say('Installing fusegate the way an administrator would');
     const inst = await c.install();
-    const summary = inst.stdout.split('\n').filter((l) => /^(installed: (mount\.vfat|sockets|units .*fusefat)|fusegate .* install)/.test(l));
+    const summary = inst.stdout.split('\n').filter((l) => /^(installed: (mount\.vfat|sockets|units .*fusegate-vfat)|fusegate .* install)/.test(l));
     out(`${dim('container#')} fusegate install`);
     out(indent(`${summary.join('\n')}\n(${inst.stdout.trim().split('\n').length} lines in all)`));
 
@@ -134,12 +135,12 @@ async function main(): Promise<number> {
       "journalctl --no-pager -o verbose SYSLOG_IDENTIFIER=fusegate FUSEGATE_UHELPER=udisks2 | grep -E '^ +(FUSEGATE_[A-Z_]+|_CMDLINE)='",
     ]);
 
-    say('The mount: a FUSE filesystem served by fusefat');
+    say("The mount: a FUSE filesystem served by fusegate-vfat, fusegate's own FAT server, read-write");
     await show(c, ['findmnt', '-o', 'TARGET,SOURCE,FSTYPE,OPTIONS', MEDIA]);
 
-    say('The sandbox: one fusefat@….service instance for this mount, running the unmodified fusefat');
-    const units = await listUnits(c, 'fusefat@*');
-    if (units.length !== 1) throw new StepFailed(`expected one fusefat@ instance, found ${units.length}`);
+    say('The sandbox: one fusegate-vfat@….service instance for this mount, serving it with --jitless Node');
+    const units = await listUnits(c, 'fusegate-vfat@*');
+    if (units.length !== 1) throw new StepFailed(`expected one fusegate-vfat@ instance, found ${units.length}`);
     const unit = units[0]!.unit;
     await show(c, ['systemctl', 'status', '--no-pager', '--lines=0', unit]);
     await show(c, ['systemctl', 'show', '--property=User,DynamicUser,PrivateDevices,PrivateNetwork,CapabilityBoundingSet,NoNewPrivileges', unit]);
@@ -147,6 +148,10 @@ async function main(): Promise<number> {
     say('The files');
     await show(c, ['ls', '-l', MEDIA]);
     await show(c, ['cat', `${MEDIA}/README.TXT`]);
+
+    say('Copying a file onto the stick (a FAT stick is writable by default)');
+    await show(c, ['cp', '/etc/os-release', `${MEDIA}/número.txt`]);
+    await show(c, ['ls', '-l', `${MEDIA}/número.txt`]);
 
     say('fusegate status pairs the mount with its sandbox');
     await show(c, ['fusegate', 'status']);
@@ -165,8 +170,8 @@ async function main(): Promise<number> {
 
     say('Nothing is left: no mount, and the service instance is gone');
     await show(c, ['sh', '-c', `findmnt ${MEDIA} || echo "(${MEDIA} is not mounted)"`]);
-    const left = await waitForNoUnits(c, 'fusefat@*');
-    await show(c, ['systemctl', 'list-units', '--all', '--no-pager', 'fusefat@*'], {
+    const left = await waitForNoUnits(c, 'fusegate-vfat@*');
+    await show(c, ['systemctl', 'list-units', '--all', '--no-pager', 'fusegate-vfat@*'], {
       ok: (r) => r.code === 0 && left.length === 0,
     });
   } catch (e) {

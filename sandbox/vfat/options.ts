@@ -15,7 +15,7 @@ export interface FatOptions {
   shortname: ShortnameMode;
   /** execute bits only for .EXE/.COM/.BAT files */
   showexec: boolean;
-  /** write through to the device after every change (fsync) */
+  /** as Linux's vfat: a file written through a handle is made durable (fsync) when the handle is closed */
   flush: boolean;
   readOnly: boolean;
 }
@@ -69,6 +69,10 @@ export function parseOptions(input: string | string[] | undefined, base: Partial
       case 'codepage':
         if (v !== '437') throw new MountRefused(`codepage=${v}: only 437 is supported`);
         break;
+      case 'tz':
+        // the engine reads and writes FAT's zone-less times as UTC
+        if (v !== 'UTC') throw new MountRefused(`tz=${v}: only tz=UTC is supported`);
+        break;
       case 'showexec': o.showexec = v === undefined ? true : bool(key, v); break;
       case 'flush': o.flush = v === undefined ? true : bool(key, v); break;
       case 'ro': o.readOnly = true; break;
@@ -84,4 +88,27 @@ function bool(key: string, v: string): boolean {
   if (v === '1' || v === 'yes' || v === 'true') return true;
   if (v === '0' || v === 'no' || v === 'false') return false;
   throw new MountRefused(`option ${key}=${v} is not a boolean`);
+}
+
+/**
+ * Options on a mount(8) command line that are not the filesystem's: VFS
+ * flags the kernel applies to the mount itself (nosuid, noatime, …), and
+ * what only mount(8), fstab or utab read (uhelper=, x-*, noauto, …). The
+ * helper hands the whole list to the sandbox; these never reach the engine,
+ * which refuses options it does not know.
+ */
+const NOT_FAT_OPTIONS = new Set([
+  'ro', 'rw', 'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'sync', 'async', 'dirsync', 'nodirsync',
+  'atime', 'noatime', 'diratime', 'nodiratime', 'relatime', 'norelatime', 'strictatime', 'nostrictatime',
+  'lazytime', 'nolazytime', 'mand', 'nomand', 'silent', 'loud', 'nosymfollow', 'symfollow', 'iversion', 'noiversion',
+  'defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'owner', 'group', 'nofail', '_netdev', 'uhelper', 'helper',
+]);
+
+/** The FAT engine's part of a mount's option list (kernel vfat options only). */
+export function fatOptionsOf(mountOptions: readonly string[]): string[] {
+  return mountOptions.filter((o) => {
+    const eq = o.indexOf('=');
+    const key = eq < 0 ? o : o.slice(0, eq);
+    return o !== '' && !NOT_FAT_OPTIONS.has(key) && !key.startsWith('x-');
+  });
 }

@@ -49,17 +49,34 @@ const EINVAL = 22;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export async function serveFat(o: ServeFatOptions): Promise<void> {
-  const log = o.log ?? (() => {});
-  const volume = Volume.open({ fd: o.deviceFd, readOnly: o.readOnly, options: o.options, log, size: o.deviceSize });
+  const volume = openFat(o);
   o.onReady?.(volume);
+  await serveVolume(volume, o.fuseFd, o);
+}
+
+/**
+ * The open phase alone: validates the boot sector, geometry, FAT, root
+ * directory and options, and (read-write) marks the volume dirty. Throws
+ * MountRefused with a reason. The adapter calls it before it asks the helper
+ * to mount, so a bad volume is refused and nothing is mounted.
+ */
+export function openFat(o: Omit<ServeFatOptions, 'fuseFd'>): Volume {
+  return Volume.open({ fd: o.deviceFd, readOnly: o.readOnly, options: o.options, log: o.log ?? (() => {}), size: o.deviceSize });
+}
+
+/** Serves an open volume on a mounted /dev/fuse fd until unmount; the volume is closed cleanly then. */
+export async function serveVolume(volume: Volume, fuseFd: number, o: Pick<ServeFatOptions, 'log' | 'readdirplus'> = {}): Promise<void> {
+  const log = o.log ?? (() => {});
   const handler = new FatFuseHandler(volume, log);
-  const session = new FuseSession(o.fuseFd, handler, { readdirplus: o.readdirplus, log });
+  const session = new FuseSession(fuseFd, handler, { readdirplus: o.readdirplus, log });
   await session.run();
 }
 
 class FatFuseHandler implements SessionHandler {
   private readonly nodes = new Map<number, FatNode>();
   private readonly handles = new Map<number, FatNode>();
+  /** handles opened for writing: `flush` makes their release durable */
+  private readonly writeHandles = new Set<number>();
   private nextFh = 1;
   private ended = false;
 
@@ -189,13 +206,15 @@ class FatFuseHandler implements SessionHandler {
           if ((flags & O_ACCMODE) !== 0 && this.v.readOnly) throw new FatError('EROFS', 'read-only');
           if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0) this.v.truncate(n, 0);
         } else if (!n.isDir) throw new FatError('ENOTDIR', 'not a directory');
-        s.reply(u, encodeOpenOut(this.open(n), 0));
+        s.reply(u, encodeOpenOut(this.open(n, h.opcode === Op.OPEN && (flags & O_ACCMODE) !== 0), 0));
         return;
       }
       case Op.RELEASE:
       case Op.RELEASEDIR: {
         const fh = Number(buf.readBigUInt64LE(arg));
         const n = this.handles.get(fh);
+        // flush: as Linux's vfat, a file written through this handle reaches the device when it is closed
+        if (this.writeHandles.delete(fh) && this.v.opts.flush) this.v.sync();
         if (n) {
           this.handles.delete(fh);
           this.v.release(n);
@@ -255,7 +274,7 @@ class FatFuseHandler implements SessionHandler {
           if (flags & O_TRUNC) this.v.truncate(n, 0);
         }
         this.remember(n);
-        s.reply(u, this.entryOut(n), encodeOpenOut(this.open(n), 0));
+        s.reply(u, this.entryOut(n), encodeOpenOut(this.open(n, (flags & O_ACCMODE) !== 0), 0));
         return;
       }
       case Op.MKDIR: {
@@ -306,10 +325,11 @@ class FatFuseHandler implements SessionHandler {
     }
   }
 
-  private open(n: FatNode): number {
+  private open(n: FatNode, forWriting = false): number {
     this.v.ref(n);
     const fh = this.nextFh++;
     this.handles.set(fh, n);
+    if (forWriting) this.writeHandles.add(fh);
     return fh;
   }
 

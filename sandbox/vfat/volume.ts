@@ -494,8 +494,10 @@ export class Volume {
     } else {
       setEntryCluster(node.raw, fresh[0], this.geo.fatType);
     }
-    node.chain = chain.concat(fresh);
-    return node.chain;
+    // in place: a copy per write made sequential writes of a large file quadratic in its cluster count
+    for (const c of fresh) chain.push(c);
+    node.chain = chain;
+    return chain;
   }
 
   private writeZeros(chain: number[], from: number, to: number): void {
@@ -564,9 +566,9 @@ export class Volume {
     this.dev.flush();
   }
 
+  /** Every change is written through (FAT included); `flush` adds an fsync when a written file is closed (serve.ts). */
   private afterChange(): void {
     this.fat.flush();
-    if (this.opts.flush) this.dev.flush();
   }
 
   // ------------------------------------------------------------ entries

@@ -110,6 +110,15 @@ describe.skipIf(e2eSkip())('npm run bench -- --smoke', () => {
     expectSummary(result.startup.unitVariants['fuse2fs@ sandbox, /bin/sh'], 'unit full');
   });
 
+  it('has the FAT section: fusegate-vfat against exfat-fuse and fusefat, with ratios', () => {
+    const f = result.fat;
+    expect(f.mounts).toMatchObject({ 'fusegate-vfat': 'fuseblk.fusegate-vfat', 'exfat-fuse': 'fuseblk.exfat-fuse', 'fusefat (ro)': expect.stringMatching(/^fuse(blk)?\.fusefat$/) });
+    for (const k of ['seqWriteVsExfatFuse', 'seqReadVsExfatFuse', 'smallStatTimeVsFusefat', 'smallReadTimeVsFusefat', 'serverRssVsFusefat']) {
+      expect(isNum(f.ratios[k]) && f.ratios[k] > 0, `fat.ratios.${k}`).toBe(true);
+    }
+    expect(markdown).toContain('## FAT: fusegate-vfat against C peers');
+  });
+
   it('left nothing behind: no container processes, mounts or loop devices', () => {
     expect(result.cleanup.loopDevicesStillAttached).toEqual([]);
     expect(result.cleanup.mountsLeftUnderScratch).toEqual([]);

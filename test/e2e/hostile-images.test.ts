@@ -50,7 +50,7 @@ const KEEP_DIR = process.env.FUSEGATE_HOSTILE_KEEP ?? join(tmpdir(), 'fusegate-h
 
 const BACKEND: Record<ImageType, string> = {
   ext4: 'fuse2fs',
-  vfat: 'fusefat',
+  vfat: 'fusegate-vfat',
   exfat: 'exfat-fuse',
   ntfs: 'ntfs-3g',
   squashfs: 'squashfuse',

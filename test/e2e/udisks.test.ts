@@ -1,8 +1,10 @@
 /**
  * A FAT "USB stick" (an image on a loop device) mounted the way a desktop
  * does it: `udisksctl mount -b /dev/loopN`. udisks2 calls the intercepted
- * `mount.vfat`, fusegate's helper decides by policy, and a sandboxed fusefat
- * serves the files at /media/root/LABEL. This machine's kernel has no vfat
+ * `mount.vfat`, fusegate's helper decides by policy, and fusegate's own FAT
+ * server (fusegate-vfat, in its sandboxed unit) serves the files read-write
+ * at /media/root/LABEL; files copied on survive the unmount, fsck.fat finds
+ * the stick clean and mtools reads them back. This machine's kernel has no vfat
  * driver at all: the sandbox is the only way this stick mounts.
  *
  * udisks2 inside the container needs udev's data about the device; the host
@@ -11,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { fsck, mtoolsRead, mtoolsTree } from '../support/vfat/tools';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +33,8 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
   let loop: LoopDevice | undefined;
   let udev: HostUdev | undefined;
   let cursor = '';
+  /** what the copy test wrote, checked after the unmount */
+  const copied = { osRelease: '', sum: '' };
 
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'fusegate-e2e-udisks-'));
@@ -63,19 +68,19 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
     expect(info.stdout).toMatch(/org\.freedesktop\.UDisks2\.Filesystem:/);
   });
 
-  it('udisksctl mount: udisks2 runs the intercepted mount.vfat and a sandboxed fusefat serves the files at /media', async () => {
+  it('udisksctl mount: udisks2 runs the intercepted mount.vfat and a sandboxed fusegate-vfat serves the files read-write at /media', async () => {
     const c = e2e.container;
     const m = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout.trim()).toBe(`Mounted ${loop!.path} at ${MEDIA}`);
 
     const row = await findmnt(c, MEDIA);
-    // fuse.fusefat today; fuseblk.fusefat once block devices are mounted as fuseblk (see below).
-    expect(row).toMatchObject({ source: loop!.path, fstype: expect.stringMatching(/^fuse(blk)?\.fusefat$/) });
-    // fusefat calls its write support experimental: the default policy mounts it read-only.
-    expect(row!.options).toEqual(expect.arrayContaining(['ro', 'nosuid', 'nodev']));
+    expect(row).toMatchObject({ source: loop!.path, fstype: 'fuseblk.fusegate-vfat' });
+    // fusegate-vfat writes FAT safely: the default policy mounts the stick read-write.
+    expect(row!.options).toEqual(expect.arrayContaining(['rw', 'nosuid', 'nodev']));
+    expect(row!.options).not.toContain('ro');
     expect(await utabOptions(c, MEDIA)).toEqual(
-      expect.arrayContaining(['x-fusegate.backend=fusefat', 'x-fusegate.rule=images-and-loop-devices', 'uhelper=udisks2']),
+      expect.arrayContaining(['x-fusegate.backend=fusegate-vfat', 'x-fusegate.rule=images-and-loop-devices', 'uhelper=udisks2']),
     );
 
     // It was udisks2 that called the helper, as mount.vfat, with its usual options.
@@ -83,17 +88,18 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
       await waitForJournal(c, cursor, ['SYSLOG_IDENTIFIER=fusegate'], (es) => es.some((e) => e.MESSAGE?.startsWith('decision:')))
     ).filter((e) => e.MESSAGE?.startsWith('decision:'));
     expect(decisions).toHaveLength(1);
-    expect(decisions[0]).toMatchObject({ FUSEGATE_DECISION: 'fuse', FUSEGATE_BACKEND: 'fusefat', FUSEGATE_UHELPER: 'udisks2', FUSEGATE_MOUNTPOINT: MEDIA });
+    expect(decisions[0]).toMatchObject({ FUSEGATE_DECISION: 'fuse', FUSEGATE_BACKEND: 'fusegate-vfat', FUSEGATE_UHELPER: 'udisks2', FUSEGATE_MOUNTPOINT: MEDIA });
     // mount(8) ran /sbin/mount.vfat, the launcher, which runs the Node helper with the same arguments.
     expect(decisions[0]).toMatchObject({ FUSEGATE_INVOKED_AS: 'mount.vfat' });
     expect(decisions[0]!._CMDLINE).toMatch(new RegExp(`/mount\\.fusegate\\.js ${loop!.path} ${MEDIA} -o rw,nodev,nosuid,uid=0,gid=0,.*uhelper=udisks2`));
 
-    // One sandboxed instance, whose process is the unmodified fusefat.
-    const units = await listUnits(c, 'fusefat@*');
+    // One sandboxed instance, whose process is the adapter serving the mount itself (--jitless node).
+    const units = await listUnits(c, 'fusegate-vfat@*');
     expect(units).toHaveLength(1);
     expect(units[0]).toMatchObject({ active: 'active', sub: 'running' });
     const pid = await unitProperty(c, units[0]!.unit, 'MainPID');
-    expect((await c.execOk(['cat', `/proc/${pid}/comm`])).stdout.trim()).toBe('fusefat');
+    const cmdline = (await c.execOk(['cat', `/proc/${pid}/cmdline`])).stdout.split('\0');
+    expect(cmdline).toEqual(expect.arrayContaining(['--jitless', 'fusegate-vfat']));
 
     // The files, byte for byte.
     for (const [rel, data] of sampleFiles()) {
@@ -103,11 +109,21 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
     expect((await c.execOk(['cat', `${MEDIA}/README.TXT`])).stdout).toBe(sampleFiles().get('README.TXT')!.toString());
   });
 
+  it('files copied onto the stick, Unicode names included, are written through the sandbox', async () => {
+    const c = e2e.container;
+    await c.execOk(['mkdir', `${MEDIA}/Copied`]);
+    await c.execOk(['cp', '/etc/os-release', `${MEDIA}/Copied/os-release.txt`]);
+    await c.execOk(['sh', '-c', `head -c 3000000 /dev/urandom > '${MEDIA}/Copied/número.bin' && sync`]);
+    copied.osRelease = (await c.execOk(['cat', '/etc/os-release'])).stdout;
+    copied.sum = (await c.execOk(['sha256sum', `${MEDIA}/Copied/número.bin`])).stdout.split(' ')[0]!;
+    expect((await c.execOk(['ls', `${MEDIA}/Copied`])).stdout.split('\n').filter(Boolean).sort()).toEqual(['número.bin', 'os-release.txt']);
+  });
+
   it('fusegate status shows the stick with its sandbox', async () => {
     const r = await e2e.container.execOk(['fusegate', 'status', '--json']);
     const report = JSON.parse(r.stdout) as { mounts: Array<Record<string, unknown>> };
     expect(report.mounts).toHaveLength(1);
-    expect(report.mounts[0]).toMatchObject({ source: loop!.path, mountpoint: MEDIA, backend: 'fusefat', unit: expect.stringMatching(/^fusefat@/) });
+    expect(report.mounts[0]).toMatchObject({ source: loop!.path, mountpoint: MEDIA, backend: 'fusegate-vfat', unit: expect.stringMatching(/^fusegate-vfat@/) });
   });
 
   // udisks2 ties mounts to block devices by the device number in mountinfo:
@@ -122,22 +138,34 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
       expect(u.code, u.stderr).toBe(0);
       expect(u.stdout.trim()).toBe(`Unmounted ${loop!.path}.`);
       expect(await findmnt(c, MEDIA)).toBeNull();
-      expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+      expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
     } finally {
       // Leave the container clean for what follows whatever happened above.
       if (await findmnt(c, MEDIA)) await c.exec(['umount', MEDIA]);
     }
   });
 
+  it('after the unmount the stick is clean for fsck.fat and mtools reads what was copied on', () => {
+    const img = join(scratch, 'stick.img');
+    const check = fsck(img);
+    expect(check.ok, check.output).toBe(true);
+    const tree = mtoolsTree(img);
+    expect(tree.get('/Copied/número.bin')).toBe(3000000);
+    expect(mtoolsRead(img, '/Copied/os-release.txt').toString()).toBe(copied.osRelease);
+    expect(sha256(mtoolsRead(img, '/Copied/número.bin'))).toBe(copied.sum);
+    for (const [rel, data] of sampleFiles()) expect(sha256(mtoolsRead(img, `/${rel}`)), rel).toBe(sha256(data));
+  });
+
   it('after the unmount nothing is left: no mount, no instance, and the stick mounts again', async () => {
     const c = e2e.container;
     expect(await findmnt(c, MEDIA)).toBeNull();
-    expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+    expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
     expect(await c.exec(['fusegate', 'status', '--json']).then((r) => JSON.parse(r.stdout).mounts)).toEqual([]);
     const again = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
     expect(again.code, again.stderr).toBe(0);
     expect((await c.execOk(['cat', `${MEDIA}/DOCS/DEEP/LEAF.TXT`])).stdout).toBe('the deepest file\n');
+    expect((await c.execOk(['cat', `${MEDIA}/Copied/os-release.txt`])).stdout).toBe(copied.osRelease);
     await c.execOk(['umount', MEDIA]);
-    expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+    expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
   });
 });

@@ -91,7 +91,7 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     }
   });
 
-  it('FAT on a loop device: probed vfat, bus virtual, loop, default policy → fusefat read-only', async () => {
+  it('FAT on a loop device: probed vfat, bus virtual, loop, default policy → fusegate-vfat read-write', async () => {
     const r = await explain([fatLoop, '/media/fg-test', '-t', 'auto', '-o', 'rw,uhelper=udisks2', '--json']);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
@@ -103,10 +103,9 @@ describe.skipIf(!root)('policy explain on real loop devices', () => {
     expect(j.facts.backingFile.value).toBe(fatImg);
     expect(j.facts.uhelper.value).toBe('udisks2');
     expect(j.decision).toMatchObject({
-      action: 'fuse', rule: 'images-and-loop-devices', fsType: 'vfat', backends: ['fusefat'],
-      readOnly: true, fallback: 'deny', finalOptions: ['uhelper=udisks2', 'nosuid', 'nodev', 'ro'],
+      action: 'fuse', rule: 'images-and-loop-devices', fsType: 'vfat', backends: ['fusegate-vfat', 'fusefat'],
+      readOnly: false, fallback: 'deny', finalOptions: ['rw', 'uhelper=udisks2', 'nosuid', 'nodev'],
     });
-    expect(j.decision.readOnlyWhy).toMatch(/fusefat calls its write support experimental/);
   });
 
   it('the image file itself: kind image, default policy → fuse', async () => {

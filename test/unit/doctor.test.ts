@@ -73,6 +73,8 @@ describe('fusegate doctor --root on a complete install', () => {
     expect(r.out).toMatch(/^ok {4}mount\.fusegate: .*\/usr\/sbin\/mount\.fusegate -> \/usr\/lib\/fusegate\/helper\/mount-launcher\.sh -> \/usr\/lib\/fusegate\/dist\/helper\/mount\.fusegate\.js$/m);
     expect(r.out).toMatch(/^ok {4}units fusefat: fusefat\.socket, fusefat@\.service: installed, enabled$/m);
     expect(r.out).toMatch(/^info  backend fuse4fs: not installed/m);
+    expect(r.out).toMatch(/^ok {4}backend fusegate-vfat: built in: \/usr\/lib\/fusegate\/dist\/sandbox\/adapter-start\.js serves vfat in-process$/m);
+    expect(r.out).toMatch(/^ok {4}units fusegate-vfat: fusegate-vfat\.socket, fusegate-vfat@\.service: installed, enabled$/m);
     expect(r.out).toMatch(/^ready: \d+ ok, 0 warning\(s\), 0 failure\(s\)$/m);
   });
 

@@ -275,13 +275,13 @@ describe('the shipped default policy', () => {
     ['root-only image file fstab names by path', { kind: 'image', bus: 'virtual', fstab: true, fstabMatch: 'path', imageRootOnly: true, type: 'ext4' }, 'kernel', 'fstab-fixed-disks', []],
     ['dm device on a loop device matching fstab UUID=', { bus: 'virtual', fixedDisk: false, fstab: true, fstabMatch: 'uuid', type: 'ext4' }, 'fuse', 'unlisted-internal-disks'],
     ['Thunderbolt NVMe matching fstab UUID=', { bus: 'thunderbolt', removable: true, fstab: true, fstabMatch: 'uuid', type: 'ext4' }, 'fuse', 'removable-media'],
-    ['fstab-listed USB disk (UUID can be copied)', { ...usb, fstab: true, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
-    ['USB stick, FAT', { ...usb, type: 'vfat' }, 'fuse', 'removable-media', ['fusefat']],
+    ['fstab-listed USB disk (UUID can be copied)', { ...usb, fstab: true, type: 'vfat' }, 'fuse', 'removable-media', ['fusegate-vfat', 'fusefat']],
+    ['USB stick, FAT', { ...usb, type: 'vfat' }, 'fuse', 'removable-media', ['fusegate-vfat', 'fusefat']],
     ['USB hard disk (removable=0), ext4', { bus: 'usb', removable: false, type: 'ext4' }, 'fuse', 'removable-media', ['fuse4fs', 'fuse2fs']],
     ['SD card, exFAT', { bus: 'mmc', type: 'exfat' }, 'fuse', 'removable-media', ['exfat-fuse']],
     ['USB stick, btrfs', { ...usb, type: 'btrfs' }, 'deny', 'no-sandbox-for-removable'],
     ['image file, ext4', { kind: 'image', bus: 'virtual', type: 'ext4' }, 'fuse', 'images-and-loop-devices', ['fuse4fs', 'fuse2fs']],
-    ['loop device, FAT', { loop: true, bus: 'virtual', type: 'vfat' }, 'fuse', 'images-and-loop-devices', ['fusefat']],
+    ['loop device, FAT', { loop: true, bus: 'virtual', type: 'vfat' }, 'fuse', 'images-and-loop-devices', ['fusegate-vfat', 'fusefat']],
     ['image file, xfs', { kind: 'image', bus: 'virtual', type: 'xfs' }, 'deny', 'no-sandbox-for-removable'],
     ['unlisted internal NTFS', { bus: 'ata', type: 'ntfs' }, 'fuse', 'unlisted-internal-disks', ['ntfs-3g']],
     ['unlisted internal xfs', { bus: 'nvme', type: 'xfs' }, 'deny', 'default'],
@@ -312,8 +312,17 @@ describe('the shipped default policy', () => {
     expect(decide(policy, f({ bus: 'ata', fstab: true, type: 'ext4', options: ['rw', 'suid'] })).finalOptions).toEqual(['rw', 'suid']);
   });
 
-  it('FAT through fusefat and ext4 through fuse2fs are read-only', () => {
-    expect(decide(policy, f({ ...usb, type: 'vfat', options: ['rw'] })).finalOptions).toEqual(['nosuid', 'nodev', 'ro']);
+  it('a FAT stick is read-write through fusegate-vfat', () => {
+    expect(decide(policy, f({ ...usb, type: 'vfat', options: ['rw'] })).finalOptions).toEqual(['rw', 'nosuid', 'nodev']);
+    const fat = resolveFallback(decide(policy, f({ ...usb, type: 'vfat', options: ['rw'] })), { backends: ['fusegate-vfat', 'fusefat'] });
+    expect(fat).toMatchObject({ backend: 'fusegate-vfat', readOnly: false });
+    expect(fat.finalOptions).not.toContain('ro');
+  });
+
+  it('FAT through the fallback fusefat and ext4 through fuse2fs are read-only', () => {
+    const fat = resolveFallback(decide(policy, f({ ...usb, type: 'vfat', options: ['rw'] })), { backends: ['fusefat'] });
+    expect(fat).toMatchObject({ backend: 'fusefat', readOnly: true });
+    expect(fat.finalOptions).toEqual(['nosuid', 'nodev', 'ro']);
     const ext4 = resolveFallback(decide(policy, f({ ...usb, type: 'ext4' })), { backends: ['fuse2fs'] });
     expect(ext4).toMatchObject({ backend: 'fuse2fs', readOnly: true });
   });

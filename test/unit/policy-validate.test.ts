@@ -85,7 +85,7 @@ rules:
     "4:19 error: unknown bus 'usbb' | did you mean 'usb'? known: usb, mmc, memstick, ieee1394, thunderbolt, nvme, ata, virtio, xen, scsi, virtual, unknown",
   ]],
   ['unknown backend', 'version: 1\nrules:\n  - name: a\n    action: fuse\n    backends: [fuse3fs]\n', [
-    "5:16 error: unknown backend 'fuse3fs' | did you mean 'fuse4fs'? known: fuse4fs, fuse2fs, fusefat, exfat-fuse, ntfs-3g, squashfuse, fuseiso",
+    "5:16 error: unknown backend 'fuse3fs' | did you mean 'fuse4fs'? known: fuse4fs, fuse2fs, fusegate-vfat, fusefat, exfat-fuse, ntfs-3g, squashfuse, fuseiso",
   ]],
   ['backend listed for a type it does not serve', 'version: 1\nrules:\n  - name: a\n    action: fuse\n    backends:\n      ext4: [fusefat]\n', [
     "6:14 error: backend 'fusefat' does not serve ext4 | backends for ext4: fuse4fs, fuse2fs",
