@@ -258,7 +258,7 @@ class Walker {
     const never = `fusegate never mounts a sandboxed filesystem with '${o}' (every sandboxed mount is ${MANDATORY_OPTIONS.join(',')})`;
     if (applies === 'kernel') {
       this.r.warn(n, `${what}: '${o}' takes effect only on fixed internal disks; any other source this rule matches is refused`,
-        `remove '${o}', or narrow the rule to fixed internal disks (removable: false, bus: [nvme, ata])`);
+        `remove '${o}', or narrow the rule to fixed internal disks (fixed_disk: true)`);
     } else {
       this.r.error(n, `${what}: ${never}`, applies === 'any'
         ? `remove '${o}': the defaults apply to fuse rules too; force it in a kernel rule for fixed internal disks instead`
@@ -313,7 +313,7 @@ class Walker {
     }
     for (const rule of spoofableTrust(rules)) {
       this.r.warn(nodes.get(rule), `rule '${rule.name}' trusts the kernel driver on UUID or label alone; a USB stick can copy both`,
-        'also match removable: false and a bus, e.g. bus: [nvme, ata]');
+        'also match fixed_disk: true (loop devices, dm over loop and hot-plug buses are never fixed disks)');
     }
     return rules;
   }

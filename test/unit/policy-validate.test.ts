@@ -189,7 +189,7 @@ describe('valid policies', () => {
 
   it('warns (but accepts) suid forced by a kernel rule: it holds only on fixed internal disks', () => {
     expect(diags('version: 1\nrules:\n  - name: disks\n    match: { bus: nvme }\n    action: kernel\n    force_options: [suid]\n')).toEqual([
-      "6:21 warning: force_options: 'suid' takes effect only on fixed internal disks; any other source this rule matches is refused | remove 'suid', or narrow the rule to fixed internal disks (removable: false, bus: [nvme, ata])",
+      "6:21 warning: force_options: 'suid' takes effect only on fixed internal disks; any other source this rule matches is refused | remove 'suid', or narrow the rule to fixed internal disks (fixed_disk: true)",
     ]);
   });
 
