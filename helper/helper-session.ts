@@ -35,6 +35,7 @@ import {
   type OpenRequest,
 } from '../lib/protocol';
 import { makeFuseMount, type MadeMount } from './fuse-mount';
+import { lockServedFd } from './one-writer';
 
 /** errno values; ENOTBLK is missing from os.constants.errno. */
 const E = { ...os.constants.errno, ENOTBLK: 15 };
@@ -294,6 +295,7 @@ export class HelperSession {
       fs.closeSync(fd);
       throw new Refusal(E.ENOTBLK, `'${req.path}' is not a block device`);
     }
+    lockServedFd(this.plan, fd); // issue 17: the server holds the one-writer claim (helper/one-writer.ts)
     return fd;
   }
 

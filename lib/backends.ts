@@ -66,6 +66,14 @@ export interface Backend {
    * foreground (-f / no_detach), so it stays the service's main process.
    */
   argv?: (c: ServerArgvContext) => string[];
+  /**
+   * The server can serve a read-only mount while another mount writes the
+   * same storage: it rereads what it shows instead of caching metadata. When
+   * false (all today), a read-only mount next to a read-write one of the same
+   * storage is refused (helper/one-writer.ts), since the server would show
+   * stale or torn data and may crash on it.
+   */
+  followsChangingDevice: boolean;
 }
 
 const ro = (c: ServerArgvContext) => (c.readOnly ? 'ro,' : '');
@@ -83,6 +91,7 @@ export const BACKENDS: readonly Backend[] = [
       { type: 'ext4', write: 'safe' },
     ],
     delivery: 'native-service',
+    followsChangingDevice: false,
   },
   {
     name: 'fuse2fs',
@@ -94,6 +103,7 @@ export const BACKENDS: readonly Backend[] = [
       { type: 'ext4', write: 'unsafe', writeNote: JOURNAL_NOTE },
     ],
     delivery: 'preload-devfuse',
+    followsChangingDevice: false,
     // fuse2fs shows the owners and modes stored in the filesystem.
     argv: (c) => [c.source, c.mountpoint, '-f', ...(c.readOnly ? ['-o', 'ro'] : [])],
   },
@@ -105,6 +115,7 @@ export const BACKENDS: readonly Backend[] = [
       { type: 'vfat', write: 'unsafe', writeNote: 'fusefat calls its write support experimental' },
     ],
     delivery: 'preload-devfuse',
+    followsChangingDevice: false,
     // fusefat writes only with rw+; its umask applies to files and directories alike.
     argv: (c) => ['-f', '-o', `${c.readOnly ? 'ro' : 'rw+'},uid=${c.uid},gid=${c.gid},umask=022`, c.source, c.mountpoint],
   },
@@ -114,6 +125,7 @@ export const BACKENDS: readonly Backend[] = [
     binary: '/usr/sbin/mount.exfat-fuse',
     types: [{ type: 'exfat', write: 'safe' }],
     delivery: 'preload-devfuse',
+    followsChangingDevice: false,
     // No -f: the preload keeps it in the foreground (FUSEGATE_FOREGROUND).
     argv: (c) => ['-o', `${ro(c)}uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
   },
@@ -124,6 +136,7 @@ export const BACKENDS: readonly Backend[] = [
     types: [{ type: 'ntfs', write: 'safe' }],
     // Its integrated FUSE opens /dev/fuse and calls mount(2) itself; the preload answers both.
     delivery: 'preload-devfuse',
+    followsChangingDevice: false,
     argv: (c) => ['-o', `${ro(c)}no_detach,uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
   },
   {
@@ -132,6 +145,7 @@ export const BACKENDS: readonly Backend[] = [
     binary: '/usr/bin/squashfuse',
     types: [{ type: 'squashfs', write: 'none', writeNote: 'squashfs is a read-only filesystem' }],
     delivery: 'devfd-mountpoint',
+    followsChangingDevice: false,
     // libfuse 3 takes /dev/fd/N of the already mounted /dev/fuse as its mountpoint.
     argv: (c) => ['-f', c.source, '/dev/fd/3'],
   },
