@@ -189,9 +189,13 @@ function explain(args: string[], factEnv: FactEnv, out: (s: string) => void): nu
     onThisMachine: resolveFallback(decision, machineAvailability(facts.type.value)),
   };
   // Issue 17: the same one-writer facts the helper checks before mounting.
-  if (e.onThisMachine.action !== 'deny') {
+  const planned = e.onThisMachine.action !== 'deny' ? e.onThisMachine : decision;
+  if (planned.action !== 'deny') {
     e.storage = explainStorage(facts.path.value, {
-      source: req.source, mountpoint: req.mountpoint ?? '(mountpoint)', readOnly: e.onThisMachine.readOnly, backend: e.onThisMachine.backend,
+      source: req.source,
+      mountpoint: req.mountpoint ?? '(mountpoint)',
+      readOnly: planned.readOnly,
+      backend: planned.action === 'fuse' ? planned.backend ?? planned.backendPlans[0]?.backend ?? null : null,
     });
   }
   out(json ? JSON.stringify(e, null, 2) + '\n' : formatExplanation(e));
