@@ -11,7 +11,19 @@
  * file description the helper flocked (LOCK_EX for read-write, LOCK_SH for
  * read-only; flock locks belong to the open file description, which
  * survives SCM_RIGHTS), and a kernel mount claims its block device (the
- * loop device, for an image) exclusively itself.
+ * loop device, for an image) exclusively itself (checked: an O_EXCL open of
+ * a kernel-mounted loop device fails EBUSY).
+ *
+ * What the locks do not cover, and the scan does at mount time only:
+ * - a kernel mount of an image holds its loop device, not the image file:
+ *   a second loop device on the same file is caught by the mountinfo scan
+ *   of the next fusegate mount, not by a lock;
+ * - mounts made without fusegate (mount -i, a FUSE server started by hand)
+ *   take none of these locks: a fusegate mount racing one of those between
+ *   the scan and mount(2) is not stopped (the kernel's own O_EXCL claim
+ *   still stops two claims of one block device);
+ * - dm and md slaves count whole (tables are not read), so two dm devices
+ *   on disjoint parts of one disk are reported as sharing it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
