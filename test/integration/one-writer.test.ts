@@ -7,7 +7,7 @@
  * with exactly one read-write mount; the exFAT two-writer case from the
  * issue loses no file. Damaged and mislabelled media get the new words.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -300,9 +300,12 @@ rules:
     const r = await helper(second, b);
     expect(r.status).toBe(32);
     expect(r.stderr).toContain(`${img} on ${a}`);
+    // The claim outlives the helper: the server holds the exclusive lock on the image.
+    expect(spawnSync('flock', ['-n', '-x', img, 'true']).status).toBe(1);
     fs.writeFileSync(path.join(a, 'first.txt'), 'first writer\n');
     unmountAll(a);
     await waitFor(() => activators.every((x) => childrenOf(x.pid).length === 0), 10_000);
+    expect(spawnSync('flock', ['-n', '-x', img, 'true']).status).toBe(0);
     // The only writer's file is there, and the filesystem is clean.
     execFileSync('fsck.exfat', ['-n', img], { stdio: 'pipe' });
     await mountOk(second, b, ['-o', 'ro']);
