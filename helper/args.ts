@@ -139,7 +139,8 @@ function requestedTypeOf(invokedAs: string, typeOption: string | undefined): str
 }
 
 export function parseArgs(argv: readonly string[], argv0: string): ParseResult {
-  const invokedAs = path.basename(argv0);
+  // The bundle runs as …/mount.fusegate.js in tests: the .js is not a type.
+  const invokedAs = path.basename(argv0).replace(/\.js$/, '');
   const positional: string[] = [];
   const options: string[] = [];
   let typeOption: string | undefined;

@@ -38,6 +38,7 @@ import { statSource } from '../policy/facts';
 import { optionMatches, PatternSet } from '../policy/match';
 import type { MountOptions } from '../policy/options';
 import { makeFuseMount, type FuseMountSpec, type MadeMount } from './fuse-mount';
+import { lockServedFd } from './one-writer';
 
 /** O_ACCMODE is missing from fs.constants. */
 const O_ACCMODE = 3;
@@ -334,6 +335,7 @@ export class HelperSession {
       fs.closeSync(fd);
       throw new Refusal(E.ENOTBLK, `'${req.path}' is not a block device`);
     }
+    lockServedFd(this.plan, fd); // the server holds the one-writer claim (helper/one-writer.ts)
     return fd;
   }
 

@@ -20,6 +20,8 @@ import { mark } from './timing';
 import { recordInUtab, sandboxUtabOptions } from './utab';
 import { timeoutMs } from '../lib/timeouts';
 import { guardPathsThroughFuse } from './watchdog';
+import { claimStorage, type Claim } from './one-writer';
+import { mismatchWords, noFilesystemWords } from '../policy/probe-words';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
@@ -80,12 +82,19 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   const ctx = buildContext(args, caller);
   mark('decided');
   signalDecided();
+  let claim: Claim | null = null;
   try {
     const d = ctx.decision;
     const summary = describeDecision(ctx);
     if (ctx.policyError) say(`policy not loaded, failing closed: ${ctx.policyError.message}`);
     log.log(d.action === 'deny' ? Priority.WARNING : Priority.INFO, `decision: ${summary}`, decisionFields(ctx));
     if (args.verbose) printTrace(ctx);
+    // a type other than -t asked for is mounted anyway: say so once (policy/probe-words.ts)
+    const mismatch = d.action === 'deny' ? null : mismatchWords(ctx.facts);
+    if (mismatch !== null) {
+      say(mismatch);
+      log.warning(mismatch, { FUSEGATE_RULE: d.rule, FUSEGATE_SOURCE: args.source, FUSEGATE_FSTYPE: d.fsType, FUSEGATE_REQUESTED_TYPE: ctx.facts.requestedType.value });
+    }
 
     const outcome = (result: 'mounted' | 'refused' | 'failed', extra: Record<string, string | number | null> = {}) =>
       log.log(result === 'mounted' ? Priority.INFO : Priority.ERR, `${result}: ${ctx.args.source} on ${ctx.args.mountpoint}`, {
@@ -101,7 +110,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
 
     if (d.action === 'deny') {
       say(summary);
-      say(`to see why: fusegate policy explain ${args.source} ${args.mountpoint}`);
+      say(noFilesystemWords(ctx.facts)?.todo ?? `to see why: fusegate policy explain ${args.source} ${args.mountpoint}`);
       outcome('refused', { FUSEGATE_ERROR: d.reason });
       return MountExit.FAILURE;
     }
@@ -111,6 +120,16 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
     }
     if (args.fake) return MountExit.SUCCESS;
     hooks.beforeMount?.();
+
+    // one writer per storage (helper/one-writer.ts); held until the mount is visible
+    claim = await claimStorage(ctx.source.fd, { source: args.source, mountpoint: args.mountpoint, readOnly: d.readOnly, backend: d.backend }, started + timeoutMs('mount'));
+    if (!claim.verdict.allow) {
+      say(claim.verdict.what);
+      say(claim.verdict.todo);
+      outcome('refused', { FUSEGATE_ERROR: claim.verdict.what, FUSEGATE_CONFLICT: claim.verdict.conflicts[0]?.existing.mountpoint ?? null });
+      return MountExit.FAILURE;
+    }
+    if (claim.verdict.note !== null && args.verbose) say(claim.verdict.note);
 
     const utab = [`x-fusegate.rule=${d.rule}`];
 
@@ -170,6 +189,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       return err instanceof FusegateError ? err.exitCode : MountExit.FAILURE;
     }
   } finally {
+    claim?.release();
     releaseContext(ctx);
   }
 }

@@ -93,6 +93,14 @@ export interface Backend {
   argv?: (c: ServerArgvContext) => string[];
   /** what its unit must allow beyond the common hardening (admin/units.ts) */
   unit?: UnitQuirks;
+  /**
+   * The server can serve a read-only mount while another mount writes the
+   * same storage: it rereads what it shows instead of caching metadata. When
+   * false (all today), a read-only mount next to a read-write one of the same
+   * storage is refused (helper/one-writer.ts), since the server would show
+   * stale or torn data and may crash on it.
+   */
+  followsChangingDevice?: boolean;
 }
 
 const ro = (c: ServerArgvContext) => (c.readOnly ? 'ro,' : '');

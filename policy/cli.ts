@@ -10,6 +10,7 @@ import { Accounts } from './etc';
 import { machineAvailability } from '../lib/availability';
 import { decide, resolveFallback } from './decide';
 import { formatDiagnostic, formatExplanation, type Explanation } from './explain';
+import { explainStorage } from './one-writer';
 import { gatherFacts, type FactEnv } from './facts';
 import { checkPolicy, loadPolicyForMount, policyPath } from './load';
 import { DEFAULT_POLICY_PATH } from './schema';
@@ -182,6 +183,16 @@ function explain(args: string[], factEnv: FactEnv, out: (s: string) => void): nu
     // The helper's view: the first installed backend, or the fallback, said explicitly.
     onThisMachine: resolveFallback(decision, machineAvailability(facts.type.value)),
   };
+  // Issue 17: the same one-writer facts the helper checks before mounting.
+  const planned = e.onThisMachine.action !== 'deny' ? e.onThisMachine : decision;
+  if (planned.action !== 'deny') {
+    e.storage = explainStorage(facts.path.value, {
+      source: req.source,
+      mountpoint: req.mountpoint ?? '(mountpoint)',
+      readOnly: planned.readOnly,
+      backend: planned.action === 'fuse' ? planned.backend ?? planned.backendPlans[0]?.backend ?? null : null,
+    });
+  }
   out(json ? JSON.stringify(e, null, 2) + '\n' : formatExplanation(e));
   return error === null ? MountExit.SUCCESS : MountExit.USAGE;
 }

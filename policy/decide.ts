@@ -10,6 +10,7 @@ import { backendsForType, findBackend } from '../lib/backends';
 import { compiledRules, optionMatches, PatternSet, ruleMatches, viewFacts } from './match';
 import { forbiddenIn, mandatoryOptions } from './mandatory';
 import { applyForced, mountOptionsOf } from './options';
+import { noFilesystemWords } from './probe-words';
 import type {
   Action, BackendPlan, Decision, Facts, Fallback, MountPlan, OnRefused, Policy, Rule, TraceEntry,
 } from './types';
@@ -70,6 +71,9 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
     trace,
     notes: [...facts.notes],
   };
+  // Issue 17: no filesystem found is the story, whatever rule matched (policy/probe-words.ts).
+  const unprobed = noFilesystemWords(facts);
+  if (unprobed !== null) return deny(d, unprobed.what);
   if (d.action === 'deny') return deny(d, d.reason);
 
   const unusable = unusableSource(facts);

@@ -3,6 +3,8 @@
  * JSON document for scripts. Facts are listed under the names rules use to
  * match them, so what explain shows can be pasted into a policy.
  */
+import type { StorageExplanation } from './one-writer';
+import { mismatchWords, noFilesystemWords } from './probe-words';
 import type { Decision, Diagnostic, Fact, Facts } from './types';
 
 export interface Explanation {
@@ -13,6 +15,8 @@ export interface Explanation {
   decision: Decision;
   /** what the helper would do on this machine now: the installed backend, or the fallback */
   onThisMachine: Decision;
+  /** which storage the source is and which mounts of it exist (null: not a device or file) */
+  storage?: StorageExplanation | null;
 }
 
 export function formatDiagnostic(d: Diagnostic): string {
@@ -104,7 +108,13 @@ export function formatExplanation(e: Explanation): string {
     rows.push(['refused', show(d.refusedOptions.options)]);
   }
   rows.push(['on this machine', nowLine(e.onThisMachine)]);
+  // Issue 17: the helper's words for a damaged or mislabelled medium.
+  const unprobed = noFilesystemWords(f);
+  if (unprobed !== null) rows.push(['what to do', unprobed.todo]);
+  const mismatch = mismatchWords(f);
+  if (mismatch !== null) rows.push(['type mismatch', mismatch]);
   out.push(...table(rows));
+  if (e.storage) out.push('', ...storageLines(e.storage));
   return out.join('\n') + '\n';
 }
 
@@ -112,4 +122,15 @@ export function formatExplanation(e: Explanation): string {
 function nowLine(n: Decision): string {
   const what = n.action === 'fuse' ? `fuse through ${n.backend}${n.readOnly ? ', read-only' : ''}` : n.action;
   return n.fallbackApplied !== null ? `${what} (${n.fallbackApplied.why})` : what;
+}
+
+/** Issue 17: the storage identities and the mounts that share them (policy/one-writer.ts). */
+function storageLines(s: StorageExplanation): string[] {
+  const out = ['Storage (one writer per storage)'];
+  for (const p of s.path) out.push(`  via       ${p}`);
+  for (const i of s.identities) out.push(`  is        ${i}`);
+  if (s.conflicts.length === 0) out.push('  mounted   nowhere else');
+  for (const c of s.conflicts) out.push(`  mounted   ${c}`);
+  if (s.verdict !== null) out.push(`  verdict   ${s.verdict}`);
+  return out;
 }

@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <linux/loop.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
@@ -869,13 +870,30 @@ static napi_value js_loop_backing(napi_env env, napi_callback_info info) {
   struct loop_info64 li;
   memset(&li, 0, sizeof li);
   if (ioctl(fd, LOOP_GET_STATUS64, &li) < 0) return throw_errno(env, errno, "ioctl(LOOP_GET_STATUS64)");
-  napi_value obj, device, inode;
+  napi_value obj, device, inode, rdevice, offset, sizelimit;
   napi_create_object(env, &obj);
   napi_create_bigint_uint64(env, li.lo_device, &device);
   napi_create_bigint_uint64(env, li.lo_inode, &inode);
+  napi_create_bigint_uint64(env, li.lo_rdevice, &rdevice);
+  napi_create_bigint_uint64(env, li.lo_offset, &offset);
+  napi_create_bigint_uint64(env, li.lo_sizelimit, &sizelimit);
   napi_set_named_property(env, obj, "device", device);
   napi_set_named_property(env, obj, "inode", inode);
+  napi_set_named_property(env, obj, "rdevice", rdevice);
+  napi_set_named_property(env, obj, "offset", offset);
+  napi_set_named_property(env, obj, "sizelimit", sizelimit);
   return obj;
+}
+
+/* flock(fd, operation): BSD lock on the open file description, which
+ * survives SCM_RIGHTS passing, so a lock taken here lives as long as any
+ * process holds a dup of the fd. Callers pass LOCK_NB; nothing blocks. */
+static napi_value js_flock(napi_env env, napi_callback_info info) {
+  GET_ARGS(2);
+  int32_t fd, op;
+  if (arg_int(env, argv[0], &fd) || arg_int(env, argv[1], &op)) return NULL;
+  if (flock(fd, op) < 0) return throw_errno(env, errno, "flock");
+  return undefined(env);
 }
 
 /* ------------------------------------------------------------------ execve */
@@ -1301,6 +1319,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("exitNow", js_exit_now),
       FN("blkidProbe", js_blkid_probe),
       FN("loopBacking", js_loop_backing),
+      FN("flock", js_flock),
       FN("spawn", js_spawn),
       FN("waitpid", js_waitpid),
       FN("libmountMount", js_libmount_mount),

@@ -58,7 +58,8 @@ interface NativeAddon {
   execve(file: string, argv: string[], envp: string[]): never;
   exitNow(code: number): never;
   blkidProbe(path: string): BlkidResult;
-  loopBacking(fd: number): { device: bigint; inode: bigint };
+  loopBacking(fd: number): { device: bigint; inode: bigint; rdevice: bigint; offset: bigint; sizelimit: bigint };
+  flock(fd: number, op: number): void;
   spawn(file: string, argv: string[], envp: string[] | null): number;
   waitpid(pid: number): Promise<ExitStatus>;
   libmountMount(source: string, target: string, fstype: string, options: string | null, flags: number): Promise<LibmountResult>;
@@ -328,17 +329,56 @@ export function blkidProbe(file: string): BlkidResult {
 
 // --------------------------------------------------------------------- loop
 
+/** huge_encode_dev() as LOOP_GET_STATUS64 reports devices: minor bits 0-7 and 20-31, major bits 8-19. */
+function hugeDecode(d: bigint): string {
+  const major = (d >> 8n) & 0xfffn;
+  const minor = (d & 0xffn) | ((d >> 12n) & 0xfff00n);
+  return `${major}:${minor}`;
+}
+
 /**
  * The file behind the loop device open on `fd`, as LOOP_GET_STATUS64 gives
  * it: "major:minor" of the filesystem holding it, and its inode number.
  */
 export function loopBacking(fd: number): { device: string; inode: bigint } {
   const r = call(() => native().loopBacking(fd));
-  // huge_encode_dev(): minor bits 0-7 and 20-31, major bits 8-19.
-  const d = r.device;
-  const major = (d >> 8n) & 0xfffn;
-  const minor = (d & 0xffn) | ((d >> 12n) & 0xfff00n);
-  return { device: `${major}:${minor}`, inode: r.inode };
+  return { device: hugeDecode(r.device), inode: r.inode };
+}
+
+/** Everything LOOP_GET_STATUS64 says about where a loop device's bytes come from. */
+export interface LoopStatus {
+  /** "major:minor" of the filesystem holding the backing file */
+  device: string;
+  inode: bigint;
+  /** "major:minor" of the backing file when it is itself a block device (a stacked loop), else null */
+  backingBlock: string | null;
+  /** first byte of the backing file the loop device shows */
+  offset: bigint;
+  /** bytes shown; 0 means up to the end of the backing file */
+  sizelimit: bigint;
+}
+
+export function loopStatus(fd: number): LoopStatus {
+  const r = call(() => native().loopBacking(fd));
+  return {
+    device: hugeDecode(r.device),
+    inode: r.inode,
+    backingBlock: r.rdevice === 0n ? null : hugeDecode(r.rdevice),
+    offset: r.offset,
+    sizelimit: r.sizelimit,
+  };
+}
+
+// -------------------------------------------------------------------- flock
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+/** flock(2) on the open file description behind fd; throws EWOULDBLOCK when LOCK_NB and held elsewhere. */
+export function flock(fd: number, op: number): void {
+  call(() => native().flock(fd, op));
 }
 
 // -------------------------------------------------------------------- spawn

@@ -56,7 +56,7 @@ describe('actions', () => {
   it.each([
     ['missing', { kind: 'missing' as const }, /does not exist/],
     ['other', { kind: 'other' as const }, /neither a block device nor a regular file/],
-    ['unprobed', { type: null }, /no single filesystem was identified/],
+    ['unprobed', { type: null }, /no filesystem was found on .*: the medium may be damaged or blank/],
   ])('a %s source is denied whatever the rule says', (_n, facts, reason) => {
     const d = decide(one('action: kernel'), f(facts));
     expect(d.action).toBe('deny');
