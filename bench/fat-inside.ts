@@ -7,24 +7,14 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { backendInstances, instanceCgroup } from '../lib/instance';
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 const sleepSync = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-function cgroupRoot(): string {
-  return fs.existsSync('/sys/fs/cgroup/unified/system.slice') ? '/sys/fs/cgroup/unified' : '/sys/fs/cgroup';
-}
-
-function sliceOf(backend: string): string {
-  return path.join(cgroupRoot(), `system.slice/system-${backend.replace(/-/g, '\\x2d')}.slice`);
-}
-
+/** The backend's running instances (lib/instance.ts: fusegate.slice, or the template's slice). */
 function instances(backend: string): string[] {
-  try {
-    return fs.readdirSync(sliceOf(backend)).filter((d) => d.startsWith(`${backend}@`) && d.endsWith('.service'));
-  } catch {
-    return [];
-  }
+  return backendInstances(backend);
 }
 
 function kB(text: string, key: string): number | null {
@@ -72,7 +62,7 @@ export function fatUmount(a: { mnt: string; backend: string }) {
 export function fatMemory(a: { backend: string }) {
   const units = instances(a.backend);
   if (units.length !== 1) throw new Error(`expected one ${a.backend}@ instance, found ${units.join(' ') || 'none'}`);
-  const dir = path.join(sliceOf(a.backend), units[0]!);
+  const dir = instanceCgroup(units[0]!) ?? '';
   const cg = read(path.join(dir, 'memory.current')).trim();
   const pids = read(path.join(dir, 'cgroup.procs')).split('\n').filter(Boolean).map(Number);
   const procs = pids.map((pid) => {

@@ -100,7 +100,8 @@ describe.skipIf(e2eSkip())('disc images through the sandbox: mount(8)', () => {
     // install made the intercepting helpers from the default policy's list,
     // and doctor finds the new backend from the table.
     for (const t of ['iso9660', 'udf', 'squashfs']) {
-      expect((await c.execOk(['readlink', '-f', `/usr/sbin/mount.${t}`])).stdout.trim(), t).toMatch(/mount\.fusegate/);
+      // The boot-safe launcher, which runs the Node helper (helper/mount-launcher.sh).
+      expect((await c.execOk(['readlink', '-f', `/usr/sbin/mount.${t}`])).stdout.trim(), t).toMatch(/mount-launcher\.sh$/);
     }
     const doctor = await c.exec(['fusegate', 'doctor']);
     expect(doctor.stdout).toMatch(/^ok\s+backend fuseiso: \/usr\/bin\/fuseiso \(iso9660\)$/m);
@@ -299,7 +300,9 @@ describe.skipIf(e2eSkip())('disc images through the sandbox: udisks2', () => {
         .filter((e) => e.MESSAGE?.startsWith('decision:'));
       expect(d).toHaveLength(1);
       expect(d[0]).toMatchObject({ FUSEGATE_DECISION: 'fuse', FUSEGATE_BACKEND: 'fuseiso', FUSEGATE_UHELPER: 'udisks2' });
-      expect(d[0]!._CMDLINE).toMatch(new RegExp(`/sbin/mount\\.iso9660 ${loop!.path} ${MEDIA} -o .*uhelper=udisks2`));
+      // mount(8) ran /sbin/mount.iso9660, the launcher, which runs the Node helper with the same arguments.
+      expect(d[0]).toMatchObject({ FUSEGATE_INVOKED_AS: 'mount.iso9660' });
+      expect(d[0]!._CMDLINE).toMatch(new RegExp(`/mount\\.fusegate\\.js ${loop!.path} ${MEDIA} -o .*uhelper=udisks2`));
       expect(await listUnits(c, 'fuseiso@*')).toHaveLength(1);
       await expectDiscFiles(c, MEDIA);
     } catch (err) {

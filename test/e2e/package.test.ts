@@ -125,11 +125,11 @@ describe.skipIf(e2eSkip())('e2e: the Debian package', () => {
     const m = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
     expect(m.code, m.stderr).toBe(0);
     const row = await findmnt(c, MEDIA);
-    expect(row).toMatchObject({ source: loop!.path, fstype: expect.stringMatching(/^fuse(blk)?\.fusefat$/) });
+    expect(row).toMatchObject({ source: loop!.path, fstype: expect.stringMatching(/^fuse(blk)?\.fusegate-vfat$/) });
     expect((await c.execOk(['cat', `${MEDIA}/README.TXT`])).stdout.length).toBeGreaterThan(0);
     const u = await c.exec(['udisksctl', 'unmount', '-b', loop!.path]);
     expect(u.code, u.stderr).toBe(0);
-    expect(await waitForNoUnits(c, 'fusefat@*')).toEqual([]);
+    expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
   });
 
   it('apt purge leaves the files and the diversions as they were, mount.ntfs restored', async () => {

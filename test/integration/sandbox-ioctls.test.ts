@@ -12,13 +12,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachLoop, realDevicesOrFailInCI, makeImage, releaseAll, tempDir } from '../support/devices';
-import * as testNative from '../support/native-extras';
 
 const canRun = realDevicesOrFailInCI('sandbox ioctl filter tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const LAUNCH = path.join(ROOT, 'dist/sandbox/launch.js');
-const NATIVE = path.join(ROOT, 'dist/lib/native/index.js');
+const ADDON = path.join(ROOT, 'build/Release/fusegate_native.node');
 
 /** The test server: each ioctl on fd 4, in this order, and its errno (0: it worked). */
 const SERVER = String.raw`
@@ -52,9 +51,9 @@ print(json.dumps(out))
 function throughLaunch(device: string, readOnly: boolean): Record<string, string | number> {
   const runner = `
     const fs = require('node:fs');
-    const native = require(${JSON.stringify(NATIVE)});
     const { execServer } = require(${JSON.stringify(LAUNCH)});
-    const [sock] = testNative.socketpairSeqpacket();
+    // socketpairs are a test-only call of the addon (test/support/native-extras.ts).
+    const [sock] = require(${JSON.stringify(ADDON)}).socketpairSeqpacket();
     const handoff = {
       fuseFd: fs.openSync('/dev/fuse', 'r+'),
       sourceFd: fs.openSync(${JSON.stringify(device)}, ${readOnly ? "'r'" : "'r+'"}),
