@@ -15,6 +15,7 @@ import { blkidProbe } from '../lib/native';
 import { busFromDevPath, externalPcie, HOTPLUG_BUSES } from './fixed-disk';
 import { TIMEOUTS } from '../lib/timeouts';
 import type { Bus } from './types';
+import { readAttributeOrNull } from '../lib/fs-or-null';
 
 export interface ProbeResult {
   /** KEY=value pairs from `blkid -p -o export` (TYPE, UUID, LABEL, USAGE, PART_ENTRY_UUID, PTTYPE, …) */
@@ -121,16 +122,7 @@ function busOf(sysfs: string, dir: string, beneath: string): { bus: Bus; source:
   return external === null ? { bus, source, external: null } : { bus: 'thunderbolt', source: external + beneath, external: external + beneath };
 }
 
-function read(p: string): string | null {
-  // Absent files are common here (no udev database, no loop/ for a disk):
-  // existsSync answers without the cost of building an ENOENT error.
-  if (!fs.existsSync(p)) return null;
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
+const read = readAttributeOrNull;
 
 function udevBusOf(udevData: string, dev: string): [string | null, string] {
   const file = path.join(udevData, `b${dev}`);

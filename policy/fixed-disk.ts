@@ -14,6 +14,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Bus } from './types';
+import { readAttributeOrNull } from '../lib/fs-or-null';
 
 export interface FixedDisk {
   fixed: boolean;
@@ -32,14 +33,7 @@ const TB_DOMAIN = /^domain\d+$/;
 /** Stacks deeper than this are refused rather than walked (and a slaves/ loop cannot hang us). */
 const MAX_DEPTH = 8;
 
-function read(p: string): string | null {
-  if (!fs.existsSync(p)) return null;
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return null;
-  }
-}
+const read = readAttributeOrNull;
 
 function list(dir: string): string[] {
   // Absent directories are the common case (no slaves/, no Thunderbolt):
