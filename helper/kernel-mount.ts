@@ -27,6 +27,7 @@ import type { MountOptions } from '../policy/options';
 import { abortAndDetach, topMountAt } from './fuse-mount';
 import type { Pinned } from './pins';
 import { recordInUtab } from './utab';
+import { mark } from './timing';
 
 export interface KernelMountRequest {
   source: Pinned;
@@ -76,12 +77,14 @@ export async function kernelMount(req: KernelMountRequest): Promise<KernelMountR
     noCanonicalize: true,
   });
   if (r.code !== MountExit.SUCCESS) return { code: r.code, message: r.message === '' ? null : `${shown}: ${r.message}.` };
+  mark('kernel-mounted');
 
   const made = topMountAt(req.mountpoint.fd);
   if (!mountedPinnedSource(req.source, made)) {
     abortAndDetach(req.mountpoint.fd, made?.device ?? null);
     return { code: MountExit.FAILURE, message: `${shown}: ${req.source.path} changed after fusegate checked it; the mount was undone.` };
   }
+  mark('checked');
   if (req.noMtab) return { code: MountExit.SUCCESS, message: null };
   const utab = [...req.utabOptions, ...req.options.userspace];
   // The source as the mount shows it: for an image, the loop device libmount set up.

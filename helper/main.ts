@@ -130,6 +130,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
       return MountExit.FAILURE;
     }
     if (claim.verdict.note !== null && args.verbose) say(claim.verdict.note);
+    mark('claimed');
 
     const utab = [`x-fusegate.rule=${d.rule}`];
 
