@@ -13,12 +13,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startActivator, type Activator } from '../support/activator';
 import { realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll } from '../support/mounts';
+import { stageForUnprivileged } from '../support/unprivileged';
 
 const canRun = realDevicesOrFailInCI('suid tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
-const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
+// The adapter runs as uid 65534: beforeAll points this at a staged copy it can
+// read even when the checkout is private (test/support/unprivileged.ts).
+let ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 
 const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'];
@@ -32,6 +35,7 @@ describe.skipIf(!canRun)('a hostile image through the sandbox cannot give setuid
 
   beforeAll(() => {
     for (const f of [HELPER, ADAPTER]) if (!fs.existsSync(f)) throw new Error(`${f} missing: run 'npm run build'`);
+    ADAPTER = stageForUnprivileged().adapter;
     dir = tempDir();
     fs.chmodSync(dir, 0o755); // nobody must reach the mountpoint
     const content = path.join(dir, 'content');

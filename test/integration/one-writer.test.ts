@@ -16,12 +16,15 @@ import { main as policyMain } from '../../policy/cli';
 import { childrenOf, startActivator, type Activator } from '../support/activator';
 import { attachLoop, detachLoop, makeImage, realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
+import { stageForUnprivileged } from '../support/unprivileged';
 
 const canRun = realDevicesOrFailInCI('one-writer tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
-const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
+// The adapter runs as uid 65534: beforeAll points this at a staged copy it can
+// read even when the checkout is private (test/support/unprivileged.ts).
+let ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 const MiB = 1024 * 1024;
 
@@ -49,6 +52,7 @@ describe.skipIf(!canRun)('one writer per storage (real loop devices, real server
 
   beforeAll(async () => {
     for (const f of [HELPER, ADAPTER]) if (!fs.existsSync(f)) throw new Error(`${f} missing: run 'npm run build'`);
+    ADAPTER = stageForUnprivileged().adapter;
     dir = tempDir('fusegate-one-writer-');
     sockets = path.join(dir, 'sockets');
     claims = path.join(dir, 'claims');

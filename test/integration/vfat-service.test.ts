@@ -15,12 +15,15 @@ import { childrenOf, startActivator, type Activator } from '../support/activator
 import { attachLoop, realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll, waitFor } from '../support/mounts';
 import { fsck, mkfs, mtools, mtoolsRead, mtoolsTree } from '../support/vfat/tools';
+import { stageForUnprivileged } from '../support/unprivileged';
 
 const canRun = realDevicesOrFailInCI('fusegate-vfat service tests');
 
 const ROOT = path.resolve(__dirname, '../..');
 const HELPER = path.join(ROOT, 'dist/helper/mount.fusegate.js');
-const ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
+// The adapter runs as uid 65534: beforeAll points this at a staged copy it can
+// read even when the checkout is private (test/support/unprivileged.ts).
+let ADAPTER = path.join(ROOT, 'dist/sandbox/adapter-start.js');
 const SANDBOX = path.join(ROOT, 'test/support/fake_sandbox.sh');
 /** What udisks2 passes for vfat (DESIGN.md §5), for a desktop user 1000. */
 const UDISKS_OPTIONS = 'rw,nodev,nosuid,uid=1000,gid=1000,shortname=mixed,utf8=1,showexec,flush,uhelper=udisks2';
@@ -36,6 +39,7 @@ describe.skipIf(!canRun)('helper → adapter → fusegate-vfat in-process', () =
 
   beforeAll(() => {
     for (const f of [HELPER, ADAPTER]) if (!fs.existsSync(f)) throw new Error(`${f} missing: run 'npm run build'`);
+    ADAPTER = stageForUnprivileged().adapter;
     dir = tempDir('fusegate-vfat-service-');
     sockets = path.join(dir, 'sockets');
     fs.mkdirSync(sockets);
