@@ -48,10 +48,23 @@ function isRealBlock(dev: string, sysfs: string): boolean {
 }
 
 /**
+ * A FUSE mount fusegate's helper made on an image file: `fuse.<backend>`,
+ * mounted by root (user_id=0). Only these have their source looked up by
+ * path. Any user can mount FUSE (fusermount) with a source string of their
+ * choosing, and a stat of that string as root could be sent into a FUSE
+ * server that never answers, holding every later mount; a root-made mount's
+ * source was chosen by root.
+ */
+function isFusegateFileMount(e: MountinfoEntry): boolean {
+  if (!e.fsType.startsWith('fuse.') || findBackend(e.fsType.slice('fuse.'.length)) === undefined) return false;
+  return e.superOptions.split(',').includes('user_id=0');
+}
+
+/**
  * The storage every mount in mountinfo uses. Block-backed filesystems (and
- * fuseblk) are known by their superblock's device; FUSE mounts by their
- * source when it names a device or file (fusegate shows the command line's
- * source there). Bind mounts of one superblock count once, writable if any
+ * fuseblk) are known by their superblock's device; fusegate's own FUSE
+ * mounts of image files by their source (fusegate shows the command line's
+ * source there); other FUSE mounts are not storage fusegate can share. Bind mounts of one superblock count once, writable if any
  * of them is.
  */
 export function mountedStorage(entries: readonly MountinfoEntry[], env: ResolveEnv = { sysfs: '/sys', dev: '/dev' }): MountedStorage[] {
@@ -62,7 +75,7 @@ export function mountedStorage(entries: readonly MountinfoEntry[], env: ResolveE
     if (isRealBlock(e.device, env.sysfs)) {
       key = e.device;
       if (!bySuper.has(key)) storage = blockStorage(e.device, env);
-    } else if (e.fsType === 'fuse' || e.fsType.startsWith('fuse.')) {
+    } else if (isFusegateFileMount(e)) {
       key = `${e.device}`;
       if (!bySuper.has(key) && path.isAbsolute(e.source)) storage = storageOfPath(e.source, env);
     } else {

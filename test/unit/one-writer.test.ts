@@ -98,6 +98,20 @@ describe('identities through sysfs: disk, partitions, dm slaves', () => {
     const wholeDisk = blockStorage('8:0', env());
     expect(conflictsWith(wholeDisk, mounts).map((c) => c.existing.mountpoint)).toEqual(['/a', '/c']);
   });
+
+  it('looks up a FUSE source by path only for fusegate\'s own root-made mounts, never for a user\'s fusermount', () => {
+    // Any user can mount FUSE with a source string of their choosing; root must not follow it.
+    const img = path.join(sysfs, 'image.img');
+    fs.writeFileSync(img, '');
+    const fuse = (id: number, mp: string, type: string, superOptions: string) =>
+      ({ id, device: `0:${60 + id}`, mountpoint: mp, options: 'rw', fsType: type, source: img, superOptions });
+    const mounts = mountedStorage([
+      fuse(1, '/media/own', 'fuse.fuse2fs', 'rw,user_id=0,group_id=0,default_permissions,allow_other'),
+      fuse(2, '/home/u/spoof', 'fuse.fuse2fs', 'rw,user_id=1000,group_id=1000'),
+      fuse(3, '/home/u/sshfs', 'fuse.sshfs', 'rw,user_id=0,group_id=0'),
+    ], env());
+    expect(mounts.map((m) => m.mountpoint)).toEqual(['/media/own']);
+  });
 });
 
 describe('the one-writer verdict', () => {
