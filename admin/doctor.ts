@@ -190,9 +190,10 @@ class Doctor {
       this.add('FAIL', 'mount.fusegate', `${show} is ${target === null ? 'not a symlink' : `a symlink to ${target}`}, not to ${LAUNCHER_TARGET}`, 'run fusegate install --take-over=mount.fusegate (the present file is kept)');
       return;
     }
-    const bundle = HELPER_TARGET.replace(/\.js$/, '.bundle.js');
-    if (!executable(statOrNull(this.host(HELPER_TARGET))) || statOrNull(this.host(bundle)) === null) {
-      this.add('FAIL', 'mount.fusegate', `${this.layout.show(HELPER_TARGET)} (or its bundle) is missing or not executable`, 'run fusegate install');
+    // the loader's bundle, and the sandbox path's bundle it loads on demand (scripts/bundle.js)
+    const bundles = [HELPER_TARGET.replace(/\.js$/, '.bundle.js'), `${LIB_DIR}/dist/helper/sandbox-mount.bundle.js`];
+    if (!executable(statOrNull(this.host(HELPER_TARGET))) || bundles.some((b) => statOrNull(this.host(b)) === null)) {
+      this.add('FAIL', 'mount.fusegate', `${this.layout.show(HELPER_TARGET)} (or its bundles) is missing or not executable`, 'run fusegate install');
       return;
     }
     this.add('ok', 'mount.fusegate', `${show} -> ${LAUNCHER_TARGET} -> ${HELPER_TARGET}`);

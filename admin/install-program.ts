@@ -26,6 +26,8 @@ export const REQUIRED = [
   // The mount path runs bundles (scripts/bundle.js, part of `npm run build`): the loader and its bundle each.
   'dist/helper/mount.fusegate.js',
   'dist/helper/mount.fusegate.bundle.js',
+  // the helper's sandbox path, a bundle of its own so the kernel path never loads it
+  'dist/helper/sandbox-mount.bundle.js',
   // What the mount.TYPE links run: Node, or its own fail-closed rule when Node cannot run.
   'helper/mount-launcher.sh',
   'dist/helper/umount.fusegate.js',

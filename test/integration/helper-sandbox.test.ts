@@ -4,6 +4,7 @@
  * (test/support/fake_service.py), with real /dev/fuse, loop devices and
  * kernel mounts. The helper runs in-process so the test can count its fds.
  */
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,6 +63,42 @@ describe.skipIf(!canRun)('helper sandbox path', () => {
   function fakeSaw(): Record<string, unknown> {
     return JSON.parse(fs.readFileSync(fakeLog, 'utf8').trim().split('\n').pop()!);
   }
+
+  /** The installed helper: the loader scripts/bundle.js writes, run as mount(8) runs it. */
+  function runBundled(): Promise<{ code: number | null; stderr: string }> {
+    const loader = path.resolve(__dirname, '../../dist/helper/mount.fusegate.js');
+    return new Promise((resolve, reject) => {
+      const child = spawn(loader, [loop, mnt], { env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+  }
+
+  // The bundled helper loads its sandbox path from a bundle of its own
+  // (scripts/bundle.js), which takes lib/errors, the addon and the watchdog
+  // from the main bundle: the refusal it throws must still be a FusegateError
+  // (its exit code and hint), not an internal error, and a mount must work.
+  it('the bundled helper takes the sandbox path from its own bundle, sharing the main bundle\'s modules', async () => {
+    // A socket nobody listens on (bound, then its process gone): connect fails in the sandbox path.
+    const dead = path.join(sockets, 'fuse2fs');
+    execFileSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET).bind(sys.argv[1])', dead]);
+    const refused = await runBundled();
+    fs.rmSync(dead);
+    expect(refused.stderr).not.toMatch(/internal error/);
+    // the hint is printed only for a FusegateError (main.ts: instanceof): one class, shared
+    expect(refused.stderr).toContain('see the service log: journalctl -u "fuse2fs@*"');
+    expect(refused.stderr).toMatch(/cannot connect to .*fuse2fs/);
+    expect(refused.code).toBe(32);
+    expect(mountsAt(mnt)).toEqual([]);
+
+    await serve('ok');
+    const ok = await runBundled();
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(mountsAt(mnt)[0]).toMatchObject({ fsType: 'fuse.fuse2fs', source: loop });
+    expect(utabLine(mnt)).toContain('x-fusegate.backend=fuse2fs');
+  });
 
   it('mounts through the service, records utab, and umount ends the server', async () => {
     await serve('ok');
