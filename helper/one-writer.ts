@@ -51,7 +51,8 @@ export async function lockRoots(storage: StorageIdentity, deadline: number): Pro
   const fds: number[] = [];
   try {
     for (const root of roots) {
-      const fd = fs.openSync(path.join(dir, root.replace(/[^0-9a-z]/gi, '-')), fs.constants.O_RDWR | fs.constants.O_CREAT | 0o2000000, 0o600);
+      // Roots are block:M:m or file:M:m:ino (lib/storage-identity.ts): a file name once ':' goes.
+      const fd = fs.openSync(path.join(dir, root.replaceAll(':', '-')), fs.constants.O_RDWR | fs.constants.O_CREAT | 0o2000000, 0o600);
       fds.push(fd);
       for (;;) {
         try {

@@ -107,7 +107,7 @@ export function devOf(n: bigint | number): string {
 /** The devtmpfs node of a block device, checked to be that device. */
 function openDeviceNode(env: ResolveEnv, dev: string): number | null {
   const uevent = readTrim(path.join(env.sysfs, 'dev', 'block', dev, 'uevent')) ?? '';
-  const name = /^DEVNAME=(.+)$/m.exec(uevent)?.[1];
+  const name = uevent.split('\n').find((l) => l.startsWith('DEVNAME='))?.slice('DEVNAME='.length);
   if (!name) return null;
   let fd: number;
   try {
@@ -129,7 +129,7 @@ function resolveBlockInto(env: ResolveEnv, dev: string, window: Extent | null, o
   const sys = path.join(env.sysfs, 'dev', 'block', dev);
   let real: string;
   try {
-    real = fs.realpathSync(sys);
+    real = fs.realpathSync.native(sys);
   } catch {
     out.path.push(`${dev}: not in ${env.sysfs}/dev/block; taken as its own storage`);
     out.extents.push(window ?? { root: blockRoot(dev), start: 0n, end: null });

@@ -12,7 +12,7 @@ import type * as ChildProcess from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { blkidProbe } from '../lib/native';
-import { busFromDevPath, externalPcie, HOTPLUG_BUSES } from './fixed-disk';
+import { busFromDevPath, externalPcie, HOTPLUG_BUSES, numbered } from './fixed-disk';
 import { TIMEOUTS } from '../lib/timeouts';
 import type { Bus } from './types';
 import { readAttributeOrNull } from '../lib/fs-or-null';
@@ -128,8 +128,8 @@ function udevBusOf(udevData: string, dev: string): [string | null, string] {
   const file = path.join(udevData, `b${dev}`);
   const text = read(file);
   if (text === null) return [null, `${file} (absent)`];
-  const m = /^E:ID_BUS=(.*)$/m.exec(text);
-  return [m ? m[1]! : null, `udev ID_BUS (${file})`];
+  const line = text.split('\n').find((l) => l.startsWith('E:ID_BUS='));
+  return [line === undefined ? null : line.slice('E:ID_BUS='.length), `udev ID_BUS (${file})`];
 }
 
 /**
@@ -161,7 +161,7 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
   let removableSource = own.external ?? `sysfs ${removableFile}`;
 
   const backingFile = read(path.join(diskDir, 'loop', 'backing_file'));
-  let loop = /^loop\d+$/.test(path.basename(diskDir));
+  let loop = numbered(path.basename(diskDir), 'loop');
   let loopSource = `sysfs ${diskDir} (device name)`;
 
   for (const lower of slaves(devDir, 0)) {
@@ -169,7 +169,7 @@ export function blockInfo(sysfs: string, udevData: string, dev: string): BlockIn
     if (RANK.indexOf(l.bus) < RANK.indexOf(bus)) { bus = l.bus; busSource = l.source; }
     const ldisk = fs.existsSync(path.join(lower, 'partition')) ? path.dirname(lower) : lower;
     // dm or md over a loop device: as much an image as the loop device itself.
-    if (!loop && /^loop\d+$/.test(path.basename(ldisk))) {
+    if (!loop && numbered(path.basename(ldisk), 'loop')) {
       loop = true;
       loopSource = `sysfs ${ldisk} (beneath ${path.basename(devDir)})`;
     }

@@ -15,7 +15,7 @@ import { decide } from '../../policy/decide';
 import { parsePolicy } from '../../policy/load';
 import { syntheticFacts } from '../../policy/synthetic';
 import { gatherFacts, type FactEnv, type SourceStat } from '../../policy/facts';
-import { fixedDisk } from '../../policy/fixed-disk';
+import { fixedDisk, isPciFunction, numbered } from '../../policy/fixed-disk';
 import { devString } from '../../policy/image-owner';
 import type { MountRequest } from '../../policy/types';
 
@@ -426,5 +426,28 @@ rules:
     const d = decide(policy, syntheticFacts({ bus: 'nvme', type: 'ext4', fstab: true, fstabMatch: 'uuid' }));
     expect(d).toMatchObject({ action: 'kernel', rule: 'fixed-by-uuid' });
     expect(d.trace[1]!.why).toEqual(['fixed_disk: true matches true', 'fstab_match: uuid matches uuid']);
+  });
+});
+
+// The sysfs name tests that replaced regular expressions (policy/fixed-disk.ts):
+// the exact edges the expressions had.
+describe('sysfs name tests', () => {
+  it('numbered: the prefix and one or more digits, nothing else', () => {
+    expect(['usb1', 'usb12', 'loop0', 'nvme-subsys3'].map((n) => numbered(n, n.replace(/\d+$/, '')))).toEqual([true, true, true, true]);
+    expect(numbered('usb', 'usb')).toBe(false);
+    expect(numbered('usb1a', 'usb')).toBe(false);
+    expect(numbered('xusb1', 'usb')).toBe(false);
+    expect(numbered('loop-1', 'loop')).toBe(false);
+    expect(numbered('nvme-subsys1', 'nvme')).toBe(false);
+  });
+
+  it('isPciFunction: domain:bus:device.function in lower-case hex, function 0-7', () => {
+    expect(isPciFunction('0000:00:1f.2')).toBe(true);
+    expect(isPciFunction('10de:af:00.7')).toBe(true);
+    expect(isPciFunction('0000:00:1f.8')).toBe(false);
+    expect(isPciFunction('0000:00:1F.2')).toBe(false);
+    expect(isPciFunction('0000:00:1f')).toBe(false);
+    expect(isPciFunction('0000:00:1f.2x')).toBe(false);
+    expect(isPciFunction('pci0000:00')).toBe(false);
   });
 });
