@@ -32,6 +32,8 @@ export const REQUIRED = [
   'dist/helper/umount.fusegate.bundle.js',
   'dist/sandbox/adapter-start.js',
   'dist/sandbox/adapter-start.bundle.js',
+  'dist/sandbox/check-start.js',
+  'dist/sandbox/check-start.bundle.js',
   'dist/bin/fusegate.js',
   'build/Release/fusegate_native.node',
   'build/Release/fdmap-preload.so',
@@ -44,6 +46,7 @@ const EXECUTABLES = new Set([
   'dist/helper/mount.fusegate.js',
   'dist/helper/umount.fusegate.js',
   'dist/sandbox/adapter-start.js',
+  'dist/sandbox/check-start.js',
   'dist/bin/fusegate.js',
 ]);
 

@@ -27,6 +27,8 @@ const PROGRAMS = [
   ['helper/entry.ts', 'dist/helper/mount.fusegate.js', []],
   ['helper/umount-entry.ts', 'dist/helper/umount.fusegate.js', []],
   ['sandbox/adapter.ts', 'dist/sandbox/adapter-start.js', ['--jitless', '--no-expose-wasm']],
+  // the preflight checker (fusegate-check@.service): on the mount path when the policy asks for it
+  ['sandbox/check-entry.ts', 'dist/sandbox/check-start.js', ['--jitless', '--no-expose-wasm']],
 ];
 
 function loaderSource(bundleName) {
