@@ -103,7 +103,8 @@ export function formatExplanation(e: Explanation): string {
     if (d.refusedOptions.options.length > 0) rows.push([d.refusedOptions.handling === 'strip' ? 'stripped' : 'refused', show(d.refusedOptions.options)]);
     if (d.overriddenOptions.length > 0) rows.push(['overridden', show(d.overriddenOptions)]);
     rows.push(['read-only', d.readOnly ? `yes: ${d.readOnlyWhy}` : 'no']);
-    if (d.action === 'fuse') rows.push(['preflight', preflightLine(d)]);
+    // On this machine: whether the mount is read-write (and so checked) depends on the backend really used.
+    if (d.action === 'fuse') rows.push(['preflight', preflightLine(e.onThisMachine.action === 'fuse' ? e.onThisMachine : d)]);
     // For the policy's first choice; 'on this machine' says which backend would really serve it.
     const via = d.action === 'fuse' ? ` (through ${d.backend ?? d.backendPlans[0]!.backend}, the first choice)` : '';
     rows.push(['mount -o', `${d.finalOptions.join(',') || '(none)'}${via}`]);

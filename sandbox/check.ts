@@ -135,8 +135,8 @@ async function runSteps(steps: readonly CheckerStep[], fd: number, force: boolea
   let decisive: StepRun | null = null;
   for (const step of steps) {
     const r = await runStep(step, fd, force, deadline);
-    // The words worth passing on are those of the run that found the worst (or, all clean, the last run).
-    if (decisive === null || outcome === 'clean' || worse(outcome, r.outcome) !== outcome) decisive = r;
+    // The words worth passing on: those of the first run that found the worst (all clean: the first run's summary).
+    if (decisive === null || worse(outcome, r.outcome) !== outcome) decisive = r;
     outcome = worse(outcome, r.outcome);
     if (r.outcome === 'failed') break;
   }
