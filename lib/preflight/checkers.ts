@@ -4,7 +4,7 @@
  * what each of their exit statuses and words mean. One table, like the
  * backends table, so the checker, the helper's hints and the docs cannot
  * disagree (docs/preflight.md; the exit codes were verified on real images,
- * docs/platform.md §12).
+ * docs/platform.md §8).
  *
  * A check never writes (`-n`); a repair runs the checker's own automatic
  * ("preen") mode, then the check again, so "repaired" always means a check
@@ -103,7 +103,8 @@ export const CHECKERS: readonly Checker[] = [
     type: 'vfat',
     repairCommand: 'fsck.fat -a',
     // dosfstools 4.2: 0 clean, 1 something found (also the dirty bit alone), 2 usage or I/O error.
-    check: [{ program: '/usr/sbin/fsck.fat', argv: (a) => ['-n', a.device], exits: { 0: 'clean', 1: 'damaged', 2: 'failed' } }],
+    // The dirty bit alone exits 1 too; its words are what mount(8)'s line quotes.
+    check: [{ program: '/usr/sbin/fsck.fat', argv: (a) => ['-n', a.device], exits: { 0: 'clean', 1: 'damaged', 2: 'failed' }, marked: [/Dirty bit is set/] }],
     repair: [{ program: '/usr/sbin/fsck.fat', argv: (a) => ['-a', a.device], exits: { 0: 'clean', 1: 'corrected', 2: 'failed' } }],
   },
   {
