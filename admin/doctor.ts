@@ -18,7 +18,7 @@ import { processIo, type Io } from '../lib/output';
 import { probeLauncher } from './launcher-check';
 import { HELPER_TARGET, LAUNCHER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
 import { systemdRunning } from './systemctl';
-import { adaptedBackends, allUnits } from './units';
+import { allUnits, socketServices } from './units';
 
 export type CheckStatus = 'ok' | 'warn' | 'FAIL' | 'info';
 
@@ -284,10 +284,11 @@ class Doctor {
 
   private units(): void {
     const listening = this.runtime && systemdRunning();
-    for (const b of adaptedBackends()) this.unitsOf(b, listening);
+    // Every socket-activated service: the backends' and the preflight checker's.
+    for (const name of socketServices()) this.unitsOf({ name }, listening);
   }
 
-  private unitsOf(b: Backend, checkListening: boolean): void {
+  private unitsOf(b: Pick<Backend, 'name'>, checkListening: boolean): void {
     const name = `units ${b.name}`;
     const socketName = `${b.name}.socket`;
     const texts = [socketName, `${b.name}@.service`].map((u) => readOrNull(this.host(`${UNIT_DIR}/${u}`)));
