@@ -60,7 +60,6 @@ export interface VerdictMessage {
 export type PreflightRule =
   | 'oversize'
   | 'truncated'
-  | 'trailing-bytes'
   | 'unknown-magic'
   | 'bad-version'
   | 'bad-mode'
@@ -74,8 +73,7 @@ export type PreflightRule =
   | 'bad-encoding'
   | 'missing-fd'
   | 'unexpected-fd'
-  | 'peer-closed'
-  | 'timeout';
+  | 'peer-closed';
 
 export class PreflightMessageError extends FusegateError {
   constructor(
