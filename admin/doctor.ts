@@ -15,10 +15,11 @@ import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
 import { checkPolicy, loadPolicy } from '../policy/load';
 import type { Policy } from '../policy/types';
 import { processIo, type Io } from '../lib/output';
+import { HELPER_LAZY_BUNDLES } from './install-program';
 import { probeLauncher } from './launcher-check';
 import { HELPER_TARGET, LAUNCHER_TARGET, LIB_DIR, Layout, POLICY_FILE, SOCKETS_WANTS_DIR, UNIT_DIR } from './paths';
 import { systemdRunning } from './systemctl';
-import { adaptedBackends, allUnits } from './units';
+import { allUnits, socketServices } from './units';
 
 export type CheckStatus = 'ok' | 'warn' | 'FAIL' | 'info';
 
@@ -191,7 +192,7 @@ class Doctor {
       return;
     }
     // the loader's bundle, and the sandbox path's bundle it loads on demand (scripts/bundle.js)
-    const bundles = [HELPER_TARGET.replace(/\.js$/, '.bundle.js'), `${LIB_DIR}/dist/helper/sandbox-mount.bundle.js`];
+    const bundles = [HELPER_TARGET.replace(/\.js$/, '.bundle.js'), ...HELPER_LAZY_BUNDLES.map((b) => `${LIB_DIR}/dist/helper/${b}`)];
     if (!executable(statOrNull(this.host(HELPER_TARGET))) || bundles.some((b) => statOrNull(this.host(b)) === null)) {
       this.add('FAIL', 'mount.fusegate', `${this.layout.show(HELPER_TARGET)} (or its bundles) is missing or not executable`, 'run fusegate install');
       return;
@@ -285,10 +286,11 @@ class Doctor {
 
   private units(): void {
     const listening = this.runtime && systemdRunning();
-    for (const b of adaptedBackends()) this.unitsOf(b, listening);
+    // Every socket-activated service: the backends' and the preflight checker's.
+    for (const name of socketServices()) this.unitsOf({ name }, listening);
   }
 
-  private unitsOf(b: Backend, checkListening: boolean): void {
+  private unitsOf(b: Pick<Backend, 'name'>, checkListening: boolean): void {
     const name = `units ${b.name}`;
     const socketName = `${b.name}.socket`;
     const texts = [socketName, `${b.name}@.service`].map((u) => readOrNull(this.host(`${UNIT_DIR}/${u}`)));

@@ -20,20 +20,25 @@ export interface ProgramFile {
   group: FileGroup;
 }
 
+/** The bundles of the helper's lazy parts, as scripts/bundle.js names them (entry basename + .bundle.js). */
+export const HELPER_LAZY_BUNDLES = ['sandbox-mount.bundle.js', 'preflight.bundle.js', 'validate.bundle.js'];
+
 /** Files that must exist in a built tree; their absence means "not built". */
 export const REQUIRED = [
   'package.json',
   // The mount path runs bundles (scripts/bundle.js, part of `npm run build`): the loader and its bundle each.
   'dist/helper/mount.fusegate.js',
   'dist/helper/mount.fusegate.bundle.js',
-  // the helper's sandbox path, a bundle of its own so the kernel path never loads it
-  'dist/helper/sandbox-mount.bundle.js',
+  // the helper's parts it loads on first use (scripts/bundle.js): the sandbox path, the preflight, the policy validator
+  ...HELPER_LAZY_BUNDLES.map((b) => `dist/helper/${b}`),
   // What the mount.TYPE links run: Node, or its own fail-closed rule when Node cannot run.
   'helper/mount-launcher.sh',
   'dist/helper/umount.fusegate.js',
   'dist/helper/umount.fusegate.bundle.js',
   'dist/sandbox/adapter-start.js',
   'dist/sandbox/adapter-start.bundle.js',
+  'dist/sandbox/check-start.js',
+  'dist/sandbox/check-start.bundle.js',
   'dist/bin/fusegate.js',
   'build/Release/fusegate_native.node',
   'build/Release/fdmap-preload.so',
@@ -46,6 +51,7 @@ const EXECUTABLES = new Set([
   'dist/helper/mount.fusegate.js',
   'dist/helper/umount.fusegate.js',
   'dist/sandbox/adapter-start.js',
+  'dist/sandbox/check-start.js',
   'dist/bin/fusegate.js',
 ]);
 

@@ -28,7 +28,7 @@ import {
   BIN_DIR, CLI_TARGET, DIVERTED_DIR, LAUNCHER_TARGET, LIB_DIR, Layout, MANIFEST_FILE, packageRoot, POLICY_FILE, SOCKETS_WANTS_DIR, UMOUNT_HELPER_TARGET, UNIT_DIR,
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
-import { allUnits, adaptedBackends, SLICE } from './units';
+import { allUnits, SLICE, socketServices } from './units';
 
 export type { Io } from '../lib/output';
 
@@ -351,7 +351,8 @@ class Installer {
     const sliceResult = this.w.writeFile(slicePath, Buffer.from(slice.text), 0o644);
     if (sliceResult === 'installed') this.unitsChanged = true;
     this.r.line(sliceResult, `slice ${this.show(slicePath)} (caps for all sandboxed servers)`);
-    for (const b of adaptedBackends()) {
+    for (const name of socketServices()) {
+      const b = { name };
       const mine = units.filter((u) => u.name === `${b.name}.socket` || u.name === `${b.name}@.service`);
       const results: WriteResult[] = mine.map((u) => {
         const p = `${UNIT_DIR}/${u.name}`;
@@ -388,7 +389,7 @@ class Installer {
   /** On the running system: make systemd read the units and listen on the sockets. */
   activate(): void {
     if (!this.layout.live) return;
-    const sockets = adaptedBackends().map((b) => `${b.name}.socket`);
+    const sockets = socketServices().map((name) => `${name}.socket`);
     if (!systemdRunning()) {
       this.r.note('systemd is not running here: the sockets start at the next boot with systemd (kernel mounts work without it)');
       return;

@@ -18,6 +18,7 @@
 import * as path from 'node:path';
 import { FusegateError, MountExit } from '../lib/errors';
 import { BUILT_SOCKET_DIR } from '../lib/socket-dir';
+import { BUILT_CHECK_SOCKET } from '../lib/preflight/socket';
 import { TIMEOUTS } from '../lib/timeouts';
 
 export interface HelperArgs {
@@ -77,12 +78,14 @@ Exit status (as mount(8)):
   2   system error
   4   internal error
   16  the mount was made but utab could not be written
-  32  mount failure: refused by the policy, the FUSE service failed, or the
-      kernel refused the mount
+  32  mount failure: refused by the policy, by the preflight (a dirty volume
+      its server cannot serve read-only, or a repair that did not end
+      clean), the FUSE service failed, or the kernel refused the mount
 
 Environment:
   FUSEGATE_POLICY       policy file to use instead of /etc/fusegate/policy.yaml
   FUSEGATE_SOCKET_DIR   where backend sockets live instead of ${BUILT_SOCKET_DIR}
+  FUSEGATE_CHECK_SOCKET the preflight checker's socket instead of ${BUILT_CHECK_SOCKET}
   FUSEGATE_TIMEOUT      seconds the whole mount may take (default ${TIMEOUTS.mount.defaultMs / 1000})
   FUSEGATE_FSTAB        fstab to consult instead of /etc/fstab (tests)
   These are honoured only because the caller must be root.

@@ -84,7 +84,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
   signalDecided();
   let claim: Claim | null = null;
   try {
-    const d = ctx.decision;
+    let d = ctx.decision;
     const summary = describeDecision(ctx);
     if (ctx.policyError) say(`policy not loaded, failing closed: ${ctx.policyError.message}`);
     log.log(d.action === 'deny' ? Priority.WARNING : Priority.INFO, `decision: ${summary}`, decisionFields(ctx));
@@ -157,6 +157,38 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
     }
 
     const deadline = started + timeoutMs('mount');
+    // The sandboxed check before a read-write mount (docs/preflight.md); loaded
+    // only here, so the kernel and deny paths and read-only mounts never pay for it.
+    if (!d.readOnly && d.preflight.mode !== 'none') {
+      const { runPreflight } = await import('./preflight.js');
+      const pf = await runPreflight(ctx, deadline);
+      mark('preflight');
+      const v = pf.verdict;
+      log.log(pf.action === 'read-write' ? Priority.INFO : Priority.WARNING, `preflight ${d.preflight.mode}: ${args.source} is ${v.verdict}${v.repaired ? ', repaired' : ''}: ${pf.action}`, {
+        FUSEGATE_RULE: d.rule,
+        FUSEGATE_SOURCE: args.source,
+        FUSEGATE_FSTYPE: d.fsType,
+        FUSEGATE_BACKEND: d.backend,
+        FUSEGATE_PREFLIGHT: d.preflight.mode,
+        FUSEGATE_PREFLIGHT_FORCE: d.preflight.force,
+        FUSEGATE_PREFLIGHT_VERDICT: v.verdict,
+        FUSEGATE_PREFLIGHT_REPAIRED: v.repaired,
+        FUSEGATE_PREFLIGHT_ACTION: pf.action,
+        FUSEGATE_PREFLIGHT_MS: v.elapsedMs,
+        FUSEGATE_CHECKER: v.checker || null,
+        FUSEGATE_CHECKER_EXIT: v.exitCode,
+        FUSEGATE_CHECKER_SAID: pf.said,
+        FUSEGATE_CHECKER_OUTPUT: v.words,
+      });
+      if (pf.line !== null) say(pf.line);
+      if (pf.action === 'refused') {
+        if (pf.hint !== null) say(pf.hint);
+        outcome('refused', { FUSEGATE_ERROR: pf.line, FUSEGATE_PREFLIGHT_VERDICT: v.verdict });
+        return MountExit.FAILURE;
+      }
+      if (pf.action === 'read-only' && pf.hint !== null) say(pf.hint);
+      d = ctx.decision = pf.decision;
+    }
     // Loaded only here: the kernel and deny paths never pay for the protocol code.
     const { sandboxMount } = await import('./sandbox-mount.js');
     try {

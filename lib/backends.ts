@@ -47,6 +47,14 @@ export interface BackendFsType {
   write: WriteSupport;
   /** why writes are not safe, shown by `policy explain` and in refusals */
   writeNote?: string;
+  /**
+   * What the server can do with a volume the preflight found dirty
+   * (docs/preflight.md §4): 'read-only' serve it read-only whatever the
+   * checker found; 'marked-only' serve it read-only only when it is just
+   * marked dirty and the check found no damage (exfat-fuse refuses a
+   * directory entry with a bad checksum even read-only). Absent: refuse it.
+   */
+  servesDirty?: 'read-only' | 'marked-only';
 }
 
 /** What a server's command line is built from. */
@@ -113,9 +121,9 @@ export const BACKENDS: readonly Backend[] = [
     debianPackage: 'fuse4fs (e2fsprogs >= 1.47.3, not in Debian 12)',
     binary: '/usr/sbin/fuse4fs',
     types: [
-      { type: 'ext2', write: 'safe' },
-      { type: 'ext3', write: 'safe' },
-      { type: 'ext4', write: 'safe' },
+      { type: 'ext2', write: 'safe', servesDirty: 'read-only' },
+      { type: 'ext3', write: 'safe', servesDirty: 'read-only' },
+      { type: 'ext4', write: 'safe', servesDirty: 'read-only' },
     ],
     delivery: 'native-service',
   },
@@ -124,9 +132,9 @@ export const BACKENDS: readonly Backend[] = [
     debianPackage: 'fuse2fs',
     binary: '/usr/bin/fuse2fs',
     types: [
-      { type: 'ext2', write: 'safe' },
-      { type: 'ext3', write: 'unsafe', writeNote: JOURNAL_NOTE },
-      { type: 'ext4', write: 'unsafe', writeNote: JOURNAL_NOTE },
+      { type: 'ext2', write: 'safe', servesDirty: 'read-only' },
+      { type: 'ext3', write: 'unsafe', writeNote: JOURNAL_NOTE, servesDirty: 'read-only' },
+      { type: 'ext4', write: 'unsafe', writeNote: JOURNAL_NOTE, servesDirty: 'read-only' },
     ],
     delivery: 'preload-devfuse',
     // fuse2fs shows the owners and modes stored in the filesystem.
@@ -138,7 +146,8 @@ export const BACKENDS: readonly Backend[] = [
     name: 'fusegate-vfat',
     debianPackage: 'fusegate (built in)',
     binary: 'dist/sandbox/adapter-start.js',
-    types: [{ type: 'vfat', write: 'safe' }],
+    // It checks the volume's structure itself at open and refuses what it cannot serve.
+    types: [{ type: 'vfat', write: 'safe', servesDirty: 'read-only' }],
     delivery: 'in-process',
   },
   {
@@ -146,7 +155,7 @@ export const BACKENDS: readonly Backend[] = [
     debianPackage: 'fusefat',
     binary: '/usr/bin/fusefat',
     types: [
-      { type: 'vfat', write: 'unsafe', writeNote: 'fusefat calls its write support experimental' },
+      { type: 'vfat', write: 'unsafe', writeNote: 'fusefat calls its write support experimental', servesDirty: 'read-only' },
     ],
     delivery: 'preload-devfuse',
     // fusefat writes only with rw+; its umask applies to files and directories alike.
@@ -159,7 +168,8 @@ export const BACKENDS: readonly Backend[] = [
     name: 'exfat-fuse',
     debianPackage: 'exfat-fuse',
     binary: '/usr/sbin/mount.exfat-fuse',
-    types: [{ type: 'exfat', write: 'safe' }],
+    // exfat-fuse refuses a volume with a bad entry checksum even read-only: only a merely dirty one is served.
+    types: [{ type: 'exfat', write: 'safe', servesDirty: 'marked-only' }],
     delivery: 'preload-devfuse',
     // No -f: the preload keeps it in the foreground (FUSEGATE_FOREGROUND).
     argv: (c) => ['-o', `${ro(c)}uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],
@@ -168,7 +178,7 @@ export const BACKENDS: readonly Backend[] = [
     name: 'ntfs-3g',
     debianPackage: 'ntfs-3g',
     binary: '/usr/bin/ntfs-3g',
-    types: [{ type: 'ntfs', write: 'safe' }],
+    types: [{ type: 'ntfs', write: 'safe', servesDirty: 'read-only' }],
     // Its integrated FUSE opens /dev/fuse and calls mount(2) itself; the preload answers both.
     delivery: 'preload-devfuse',
     argv: (c) => ['-o', `${ro(c)}no_detach,uid=${c.uid},gid=${c.gid},dmask=022,fmask=133`, c.source, c.mountpoint],

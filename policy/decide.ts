@@ -12,7 +12,7 @@ import { forbiddenIn, mandatoryOptions } from './mandatory';
 import { applyForced, mountOptionsOf } from './options';
 import { noFilesystemWords } from './probe-words';
 import type {
-  Action, BackendPlan, Decision, Facts, Fallback, MountPlan, OnRefused, Policy, Rule, TraceEntry,
+  Action, BackendPlan, Decision, Facts, Fallback, MountPlan, OnRefused, Policy, Preflight, Rule, TraceEntry,
 } from './types';
 
 export interface DecideOptions {
@@ -34,6 +34,8 @@ interface Effective {
   fallback: Fallback;
   backends: string[];
   backendsFrom: string;
+  preflight: Preflight;
+  preflightBy: string;
 }
 
 export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): Decision {
@@ -68,6 +70,7 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
     mountOptions: mountOptionsOf([]),
     requestedOptions: facts.options.value,
     kernelPlan: null,
+    preflight: { ...eff.preflight, by: eff.preflightBy },
     trace,
     notes: [...facts.notes],
   };
@@ -109,7 +112,10 @@ export function decide(policy: Policy, facts: Facts, opts: DecideOptions = {}): 
   };
   d.kernelPlan = plan(baseRoWhy !== null, baseRoWhy, mandatoryOptions('kernel', facts));
 
-  if (d.action === 'kernel') return adopt(d, d.kernelPlan);
+  if (d.action === 'kernel') {
+    d.preflight = NO_PREFLIGHT;
+    return adopt(d, d.kernelPlan);
+  }
 
   const fsType = facts.type.value!;
   if (eff.backends.length === 0) {
@@ -156,8 +162,13 @@ function effective(policy: Policy, rule: Rule | undefined, fsType: string | null
     fallback: rule?.fallback ?? d.fallback,
     backends,
     backendsFrom,
+    preflight: rule?.preflight ?? d.preflight,
+    preflightBy: rule?.preflight !== undefined ? who(rule.name) : 'defaults.preflight',
   };
 }
+
+/** Kernel mounts and refusals run no preflight: only a sandboxed checker may parse the image. */
+const NO_PREFLIGHT: Decision['preflight'] = { mode: 'none', force: false, by: 'the action' };
 
 /**
  * Backend preference for the probed type: the rule's list (a plain list is
@@ -203,6 +214,7 @@ function deny(d: Decision, reason: string): Decision {
   d.backendPlans = [];
   d.backend = null;
   d.kernelPlan = null;
+  d.preflight = NO_PREFLIGHT;
   d.readOnly = false;
   d.readOnlyWhy = null;
   d.forcedOptions = [];
@@ -218,6 +230,7 @@ function applyFallback(d: Decision, why: string): Decision {
     d.action = 'kernel';
     d.reason = `${why}; ${who(d.rule)} falls back to the kernel driver`;
     d.backend = null;
+    d.preflight = NO_PREFLIGHT;
     return adopt(d, d.kernelPlan);
   }
   return deny(d, `${why}; ${who(d.rule)} falls back to deny`);

@@ -6,6 +6,8 @@
 import type { StorageExplanation } from './one-writer';
 import { mismatchWords, noFilesystemWords } from './probe-words';
 import type { Decision, Diagnostic, Fact, Facts } from './types';
+import { type CheckerStep, findChecker } from '../lib/preflight/checkers';
+import { findBackend } from '../lib/backends';
 
 export interface Explanation {
   policy: { file: string; rules: number; failClosed: string | null };
@@ -101,6 +103,8 @@ export function formatExplanation(e: Explanation): string {
     if (d.refusedOptions.options.length > 0) rows.push([d.refusedOptions.handling === 'strip' ? 'stripped' : 'refused', show(d.refusedOptions.options)]);
     if (d.overriddenOptions.length > 0) rows.push(['overridden', show(d.overriddenOptions)]);
     rows.push(['read-only', d.readOnly ? `yes: ${d.readOnlyWhy}` : 'no']);
+    // On this machine: whether the mount is read-write (and so checked) depends on the backend really used.
+    if (d.action === 'fuse') rows.push(['preflight', preflightLine(e.onThisMachine.action === 'fuse' ? e.onThisMachine : d)]);
     // For the policy's first choice; 'on this machine' says which backend would really serve it.
     const via = d.action === 'fuse' ? ` (through ${d.backend ?? d.backendPlans[0]!.backend}, the first choice)` : '';
     rows.push(['mount -o', `${d.finalOptions.join(',') || '(none)'}${via}`]);
@@ -116,6 +120,30 @@ export function formatExplanation(e: Explanation): string {
   out.push(...table(rows));
   if (e.storage) out.push('', ...storageLines(e.storage));
   return out.join('\n') + '\n';
+}
+
+/** The preflight step (docs/preflight.md): which checker runs, when, and what a dirty volume gets. */
+function preflightLine(d: Decision): string {
+  const p = d.preflight;
+  if (p.mode === 'none') return `none (${p.by})`;
+  const checker = findChecker(d.fsType);
+  const force = p.force ? ', forced full check' : '';
+  if (checker === undefined) return `${p.mode} (${p.by}${force}), but fusegate has no checker for ${d.fsType}: the mount would be treated as not checked`;
+  const cmd = p.mode === 'repair' ? `${checker.repairCommand}, then ${commandOf(checker.check)}` : commandOf(checker.check);
+  const when = d.readOnly ? 'skipped: the mount is read-only' : `runs ${cmd} in a sandbox (fusegate-check@.service) before the read-write mount`;
+  const then = p.mode === 'repair'
+    ? 'a volume that does not end clean is refused'
+    : 'a dirty volume mounts read-only where its server can serve it so, else it is refused';
+  // allow_unsafe_write with repair (fuse2fs on ext4): say what the next preflight has to make up for.
+  const w = findBackend(d.backend ?? d.backends[0] ?? '')?.types.find((t) => t.type === d.fsType);
+  const trade = !d.readOnly && w?.write === 'unsafe'
+    ? `; the trade-off: ${w.writeNote ?? 'its writes are not crash-safe'}, so a stick pulled while mounted relies on the next preflight (${checker.repairCommand} under repair) to bring it back`
+    : '';
+  return `${p.mode} (${p.by}${force}): ${when}; ${then}${trade}`;
+}
+
+function commandOf(steps: readonly CheckerStep[]): string {
+  return steps.map((s) => `${s.program.split('/').pop()} ${s.argv({ device: 'DEVICE', force: false }).filter((a) => a !== 'DEVICE').join(' ')}`.trim()).join(' and ');
 }
 
 /** The decision after availability: which backend would serve it, or which fallback applies. */

@@ -4,7 +4,7 @@
  * keeping the tables here means a new key cannot be accepted by one and
  * unknown to another.
  */
-import type { Action, Bus, Defaults, Fallback, FstabMatch, MatchKey, OnRefused, SourceKind } from './types';
+import type { Action, Bus, Defaults, Fallback, FstabMatch, MatchKey, OnRefused, PreflightMode, SourceKind } from './types';
 
 export const POLICY_VERSION = 1;
 export const DEFAULT_POLICY_PATH = '/etc/fusegate/policy.yaml';
@@ -12,6 +12,9 @@ export const DEFAULT_POLICY_PATH = '/etc/fusegate/policy.yaml';
 export const ACTIONS: readonly Action[] = ['kernel', 'fuse', 'deny'];
 export const FALLBACKS: readonly Fallback[] = ['deny', 'kernel'];
 export const ON_REFUSED: readonly OnRefused[] = ['deny', 'strip'];
+export const PREFLIGHT_MODES: readonly PreflightMode[] = ['none', 'check', 'repair'];
+/** The keys of the long form `preflight: { mode: check, force: true }`. */
+export const PREFLIGHT_KEYS = ['mode', 'force'] as const;
 export const BUSES: readonly Bus[] = [
   'usb', 'mmc', 'memstick', 'ieee1394', 'thunderbolt',
   'nvme', 'ata', 'virtio', 'xen', 'scsi', 'virtual', 'unknown',
@@ -68,12 +71,12 @@ export const TOP_KEYS = ['version', 'intercept', 'defaults', 'rules'] as const;
 
 export const DEFAULTS_KEYS = [
   'action', 'reason', 'fallback', 'force_options', 'refuse_options', 'on_refused',
-  'read_only', 'allow_unsafe_write', 'backends',
+  'read_only', 'allow_unsafe_write', 'backends', 'preflight',
 ] as const;
 
 export const RULE_KEYS = [
   'name', 'match', 'unless', 'action', 'reason', 'backends', 'force_options',
-  'refuse_options', 'on_refused', 'read_only', 'allow_unsafe_write', 'fallback',
+  'refuse_options', 'on_refused', 'read_only', 'allow_unsafe_write', 'fallback', 'preflight',
 ] as const;
 
 /** Rule names are logged to the journal and typed on command lines. */
@@ -119,4 +122,5 @@ export const BUILTIN_DEFAULTS: Defaults = {
   readOnly: false,
   allowUnsafeWrite: false,
   backends: {},
+  preflight: { mode: 'none', force: false },
 };

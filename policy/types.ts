@@ -102,6 +102,13 @@ export interface Facts {
 }
 
 export type Action = 'kernel' | 'fuse' | 'deny';
+/** The sandboxed check before a read-write mount (docs/preflight.md): none, check (dirty → read-only or refused), repair. */
+export type PreflightMode = 'none' | 'check' | 'repair';
+export interface Preflight {
+  mode: PreflightMode;
+  /** check a volume marked clean in full too (e2fsck -f) */
+  force: boolean;
+}
 export type Fallback = 'deny' | 'kernel';
 export type OnRefused = 'deny' | 'strip';
 
@@ -138,6 +145,7 @@ export interface Rule {
   readOnly?: boolean;
   allowUnsafeWrite?: boolean;
   fallback?: Fallback;
+  preflight?: Preflight;
 }
 
 export interface Defaults {
@@ -152,6 +160,7 @@ export interface Defaults {
   allowUnsafeWrite: boolean;
   /** preference list per filesystem type for fuse rules that name none */
   backends: Record<string, string[]>;
+  preflight: Preflight;
 }
 
 export interface Policy {
@@ -243,6 +252,11 @@ export interface Decision {
   requestedOptions: string[];
   /** the mount on the kernel driver, for a kernel fallback; null when denied */
   kernelPlan: MountPlan | null;
+  /**
+   * the preflight the helper runs before a read-write sandboxed mount
+   * (mode 'none' for kernel and deny); `by` names who set it
+   */
+  preflight: Preflight & { by: string };
   trace: TraceEntry[];
   notes: string[];
 }

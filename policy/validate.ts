@@ -13,13 +13,13 @@ import type { Document, LineCounter, Node as YNode, Pair, YAMLMap, YAMLSeq } fro
 import { BACKENDS, findBackend } from '../lib/backends';
 import {
   ACTIONS, BUILTIN_DEFAULTS, closest, DEFAULTS_KEYS, FALLBACKS, FSTYPE_RE, MATCH_KEYS, NAME_RE, ON_REFUSED, OPTION_RE,
-  POLICY_VERSION, RULE_KEYS, TOP_KEYS,
+  POLICY_VERSION, PREFLIGHT_KEYS, PREFLIGHT_MODES, RULE_KEYS, TOP_KEYS,
 } from './schema';
 import { opposite } from './options';
 import { FORBIDDEN_OPTIONS, MANDATORY_OPTIONS } from './mandatory';
 import { findShadowed, spoofableTrust } from './shadow';
 import type {
-  Action, BackendPrefs, Condition, Defaults, Diagnostic, MatchKey, Policy, Rule, Severity,
+  Action, BackendPrefs, Condition, Defaults, Diagnostic, MatchKey, Policy, Preflight, Rule, Severity,
 } from './types';
 
 type Yaml = typeof import('yaml');
@@ -102,8 +102,8 @@ function sorted(d: Diagnostic[]): Diagnostic[] {
 
 
 /** Keys that only mean something for a fuse rule (or for kernel/fuse, not deny). */
-const NOT_FOR_DENY = ['backends', 'force_options', 'refuse_options', 'on_refused', 'read_only', 'allow_unsafe_write', 'fallback'];
-const FUSE_ONLY = ['backends', 'allow_unsafe_write', 'fallback'];
+const NOT_FOR_DENY = ['backends', 'force_options', 'refuse_options', 'on_refused', 'read_only', 'allow_unsafe_write', 'fallback', 'preflight'];
+const FUSE_ONLY = ['backends', 'allow_unsafe_write', 'fallback', 'preflight'];
 
 class Walker {
   constructor(private readonly y: Yaml, private readonly doc: Document, private readonly r: Reporter) {}
@@ -282,6 +282,7 @@ class Walker {
         case 'on_refused': d.onRefused = this.oneOf(v, p, 'defaults.on_refused', ON_REFUSED) ?? d.onRefused; break;
         case 'read_only': d.readOnly = this.bool(v, p, 'defaults.read_only') ?? false; break;
         case 'allow_unsafe_write': d.allowUnsafeWrite = this.bool(v, p, 'defaults.allow_unsafe_write') ?? false; break;
+        case 'preflight': d.preflight = this.preflight(v, p, 'defaults.preflight') ?? d.preflight; break;
         case 'backends': {
           const b = this.backends(v, p, 'defaults.backends', true);
           if (b !== undefined && !Array.isArray(b)) d.backends = b;
@@ -370,6 +371,7 @@ class Walker {
         case 'read_only': { const b = this.bool(v, p, 'read_only'); if (b !== undefined) rule.readOnly = b; break; }
         case 'allow_unsafe_write': { const b = this.bool(v, p, 'allow_unsafe_write'); if (b !== undefined) rule.allowUnsafeWrite = b; break; }
         case 'fallback': { const f = this.oneOf(v, p, 'fallback', FALLBACKS); if (f) rule.fallback = f; break; }
+        case 'preflight': { const f = this.preflight(v, p, 'preflight'); if (f) rule.preflight = f; break; }
       }
     }
     if (action === 'deny' && !fields.has('reason')) {
@@ -392,6 +394,39 @@ class Walker {
         this.r.error(node, `${where} forces both '${o}' and '${opp}'`, 'keep only one of them');
       }
     }
+  }
+
+  /**
+   * preflight: a mode (none, check, repair), or the long form
+   * { mode: check, force: true } (docs/preflight.md).
+   */
+  private preflight(node: YNode | null, pair: Pair, what: string): Preflight | undefined {
+    if (this.y.isMap(node)) {
+      let mode: Preflight['mode'] | undefined;
+      let force = false;
+      let broken = false;
+      for (const [key, v, p] of this.pairs(node, PREFLIGHT_KEYS, what)) {
+        if (key === 'mode') {
+          mode = this.oneOf(v, p, `${what}.mode`, PREFLIGHT_MODES);
+          broken ||= mode === undefined;
+        } else {
+          const b = this.bool(v, p, `${what}.force`);
+          broken ||= b === undefined;
+          force = b ?? false;
+        }
+      }
+      if (mode === undefined && !broken) {
+        this.r.error(node, `${what} has no mode`, `write ${what}: { mode: check, force: true }`);
+        return undefined;
+      }
+      if (mode === 'none' && force) {
+        this.r.error(node, `${what}: force has no effect with mode none`, 'remove force, or set mode: check or repair');
+        return undefined;
+      }
+      return mode === undefined ? undefined : { mode, force };
+    }
+    const mode = this.oneOf(node, pair, what, PREFLIGHT_MODES);
+    return mode === undefined ? undefined : { mode, force: false };
   }
 
   /** backends: a list (any type) or, with perType, a mapping type → list. */

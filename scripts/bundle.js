@@ -35,10 +35,13 @@ const ROOT = path.resolve(__dirname, '..');
 const PROGRAMS = [
   // entry: TypeScript entry; loader: what to write; flags: node flags the program runs with;
   // lazy: modules bundled apart, loaded on first use (see above): the sandbox
-  // path, and the policy validator (used only when the policy cache misses)
-  { entry: 'helper/entry.ts', loader: 'dist/helper/mount.fusegate.js', flags: [], lazy: ['helper/sandbox-mount.ts', 'policy/validate.ts'] },
+  // path, the preflight (only before a read-write sandboxed mount the policy
+  // checks) and the policy validator (only when the policy cache misses)
+  { entry: 'helper/entry.ts', loader: 'dist/helper/mount.fusegate.js', flags: [], lazy: ['helper/sandbox-mount.ts', 'helper/preflight.ts', 'policy/validate.ts'] },
   { entry: 'helper/umount-entry.ts', loader: 'dist/helper/umount.fusegate.js', flags: [] },
   { entry: 'sandbox/adapter.ts', loader: 'dist/sandbox/adapter-start.js', flags: ['--jitless', '--no-expose-wasm'] },
+  // the preflight checker (fusegate-check@.service): on the mount path when the policy asks for it
+  { entry: 'sandbox/check-entry.ts', loader: 'dist/sandbox/check-start.js', flags: ['--jitless', '--no-expose-wasm'] },
 ];
 
 function loaderSource(bundleName) {

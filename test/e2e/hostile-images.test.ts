@@ -197,6 +197,10 @@ describe.skipIf(e2eSkip())('hostile images: the FUSE server may fail, the kernel
       await waitForNoUnits(c, `${backend}@*`, 10_000);
     }
 
+    // The preflight's checker instance (vfat, exfat, ntfs are checked before their read-write mount) must be gone too.
+    const checkers = await waitForNoUnits(c, 'fusegate-check@*', 10_000);
+    if (checkers.length > 0) problems.push(`checker instance left: ${checkers.map((u) => `${u.unit} ${u.active}/${u.sub}`).join(', ')}`);
+
     const cleanMs = Date.now() - tClean;
     // What the journal says happened: the helper's decision, the server's exit.
     // Only the fields needed: a hostile image can make a server log a lot.

@@ -17,7 +17,9 @@ import { fsck, mtoolsRead, mtoolsTree } from '../support/vfat/tools';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { markDirty } from './dirty';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
+import { runOk } from './host';
 import { makeImage, sampleFiles } from './images';
 import { findmnt, journalCursor, listUnits, unitProperty, utabOptions, waitForJournal, waitForNoUnits } from './scenario';
 import { containerSuite } from './suite';
@@ -167,5 +169,32 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
     expect((await c.execOk(['cat', `${MEDIA}/Copied/os-release.txt`])).stdout).toBe(copied.osRelease);
     await c.execOk(['umount', MEDIA]);
     expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
+  });
+
+  // Issue 15: a stick pulled without unmounting. The default policy's
+  // preflight finds the dirty bit and the stick comes up read-only, which is
+  // what udisks2 and desktops then see (they read the mount's flags).
+  it('a stick marked dirty comes up read-only through udisks2, with the reason in the journal', async () => {
+    const c = e2e.container;
+    await markDirty('vfat', join(scratch, 'stick.img'));
+    await runOk(['blockdev', '--flushbufs', loop!.path]);
+    const since = await journalCursor(c);
+    try {
+      const m = await c.exec(['udisksctl', 'mount', '-b', loop!.path]);
+      expect(m.code, m.stderr).toBe(0);
+      expect(m.stdout.trim()).toBe(`Mounted ${loop!.path} at ${MEDIA}`);
+      const row = await findmnt(c, MEDIA);
+      expect(row).toMatchObject({ source: loop!.path, fstype: 'fuseblk.fusegate-vfat' });
+      expect(row!.options).toContain('ro');
+      const entries = await waitForJournal(c, since, ['SYSLOG_IDENTIFIER=fusegate'], (es) => es.some((e) => e.FUSEGATE_PREFLIGHT_ACTION));
+      expect(entries.find((e) => e.FUSEGATE_PREFLIGHT_ACTION)).toMatchObject({ FUSEGATE_PREFLIGHT_VERDICT: 'damaged', FUSEGATE_PREFLIGHT_ACTION: 'read-only', FUSEGATE_CHECKER: 'fsck.fat' });
+      expect((await c.execOk(['cat', `${MEDIA}/DOCS/DEEP/LEAF.TXT`])).stdout).toBe('the deepest file\n');
+      const u = await c.exec(['udisksctl', 'unmount', '-b', loop!.path]);
+      expect(u.code, u.stderr).toBe(0);
+      expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
+      expect(await waitForNoUnits(c, 'fusegate-check@*')).toEqual([]);
+    } finally {
+      if (await findmnt(c, MEDIA)) await c.exec(['umount', MEDIA]);
+    }
   });
 });

@@ -46,6 +46,21 @@ describe('generated systemd units', () => {
     }
   });
 
+  it('the preflight checker gets every hardening line a FUSE server gets, and a socket outside /run/filesystems', () => {
+    const units = allUnits();
+    const checker = units.find((u) => u.name === 'fusegate-check@.service')!.text;
+    const server = units.find((u) => u.name === 'fuse2fs@.service')!.text;
+    const hardening = server.slice(server.indexOf('# Who:')).split('\n').filter((l) => /^[A-Z]\w+=/.test(l));
+    expect(hardening.length).toBeGreaterThan(30);
+    for (const line of hardening) expect(checker.split('\n'), line).toContain(line);
+    expect(checker).toMatch(/^ExecStart=\S+ --jitless --no-expose-wasm \S+\/dist\/sandbox\/check-start\.js$/m);
+    expect(checker).toMatch(/^RuntimeMaxSec=\d+$/m);
+    const socket = units.find((u) => u.name === 'fusegate-check.socket')!.text;
+    expect(socket).toMatch(/^ListenSequentialPacket=\/run\/fusegate\/check$/m);
+    expect(socket).toMatch(/^Accept=yes$/m);
+    expect(socket).toMatch(/^SocketMode=0600$/m);
+  });
+
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-units-'));
   for (const u of allUnits()) fs.writeFileSync(path.join(dir, u.name), u.text);
 

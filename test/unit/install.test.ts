@@ -14,6 +14,8 @@ import { install, installMain, uninstall, uninstallMain, type InstallOptions } f
 import { readManifest } from '../../admin/manifest';
 import { Layout } from '../../admin/paths';
 import { allUnits, adaptedBackends } from '../../admin/units';
+import { HELPER_LAZY_BUNDLES } from '../../admin/install-program';
+const ROOT = path.resolve(__dirname, '../..');
 
 const PKG = path.resolve(__dirname, '../..');
 const LIB = '/usr/lib/fusegate';
@@ -115,6 +117,11 @@ describe('fusegate install into an empty root', () => {
     for (const f of ['dist/helper/mount.fusegate.bundle.js', 'dist/helper/umount.fusegate.bundle.js', 'dist/sandbox/adapter-start.bundle.js']) {
       expect(fs.existsSync(path.join(lib, f)), f).toBe(true);
     }
+    // The helper's lazy parts: every one the build wrote is installed, with its cache, and named in HELPER_LAZY_BUNDLES
+    // (what a build must have and doctor checks).
+    const built = fs.readdirSync(path.join(ROOT, 'dist/helper')).filter((f) => f.endsWith('.bundle.js') && !/^u?mount\.fusegate\./.test(f));
+    expect(built.sort()).toEqual([...HELPER_LAZY_BUNDLES].sort());
+    for (const f of built) for (const g of [f, f + '.cache']) expect(fs.existsSync(path.join(lib, 'dist/helper', g)), g).toBe(true);
   });
 
   it('links mount.fusegate, the command and one mount.TYPE per intercepted type into the program', () => {

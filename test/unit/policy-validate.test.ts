@@ -55,7 +55,7 @@ rules:
     "5:7 error: unknown key 'buss' in match | did you mean 'bus'?",
   ]],
   ['unknown defaults key', 'version: 1\ndefaults:\n  color: blue\nrules: []\n', [
-    "3:3 error: unknown key 'color' in defaults | allowed keys: action, reason, fallback, force_options, refuse_options, on_refused, read_only, allow_unsafe_write, backends",
+    "3:3 error: unknown key 'color' in defaults | allowed keys: action, reason, fallback, force_options, refuse_options, on_refused, read_only, allow_unsafe_write, backends, preflight",
   ]],
   ['rules not a list', 'version: 1\nrules:\n  name: a\n', [
     '3:3 error: rules must be a list, found a mapping | write each rule as an item starting with "- name: …"',
@@ -250,6 +250,7 @@ rules:
       defaults: {
         action: 'deny', reason: 'no policy rule matched this mount', fallback: 'kernel', forceOptions: [], refuseOptions: [],
         onRefused: 'deny', readOnly: false, allowUnsafeWrite: false, backends: { ext4: ['fuse2fs'] },
+        preflight: { mode: 'none', force: false },
       },
       rules: [{
         name: 'usb', line: 7, match: [{ bus: ['usb'], user: ['alice', 1000] }], unless: [{ type: ['ntfs'] }],
