@@ -11,7 +11,7 @@
  * /dev/disk) is removed when it stops, so the host is left as it was.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { CLEAN_ENV, pidAlive, run, runOk, sleep } from './host';
 import { type Watchdog, startWatchdog } from './watchdog';
 
@@ -26,13 +26,19 @@ export interface HostUdev {
   stop(): Promise<void>;
 }
 
-/** Host pids of running systemd-udevd processes (looked up by name, never signalled by it). */
+/**
+ * Host pids of running systemd-udevd processes in our mount namespace
+ * (looked up by name, never signalled by it). One in another mount
+ * namespace (another checkout's test run in its own root) writes its
+ * /run/udev, not ours, so it is no use here.
+ */
 function runningUdevds(): number[] {
   const pids: number[] = [];
+  const ourMounts = readlinkSync('/proc/self/ns/mnt');
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'systemd-udevd' && pidAlive(Number(d))) pids.push(Number(d));
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'systemd-udevd' && readlinkSync(`/proc/${d}/ns/mnt`) === ourMounts && pidAlive(Number(d))) pids.push(Number(d));
     } catch {
       /* gone */
     }
