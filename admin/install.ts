@@ -29,6 +29,8 @@ import {
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, adaptedBackends, SLICE } from './units';
+import { brokerSharedFiles, brokerUnit } from '../broker/files';
+import { UNIT_NAME as BROKER_UNIT } from '../broker/names';
 
 export type { Io } from '../lib/output';
 
@@ -229,6 +231,7 @@ class Installer {
       for (const s of this.old.symlinks) if (!this.m.symlinks.some((x) => x.path === s.path) && isOurLink(this.w, s.path)) this.m.symlinks.push(s);
     }
     this.units();
+    this.broker();
     this.manPages();
     this.removeStale();
   }
@@ -367,6 +370,22 @@ class Installer {
       const status = results.includes('installed') ? 'installed' : 'unchanged';
       this.r.line(status, `units ${this.show(UNIT_DIR)}/${mine.map((u) => u.name).join(', ')} (socket enabled)`);
     }
+  }
+
+  /**
+   * The broker for ordinary users (broker/files.ts): its bus policy and
+   * activation file, its unit and the polkit actions. Nothing is enabled:
+   * the bus starts it on the first call.
+   */
+  private broker(): void {
+    const unitPath = `${UNIT_DIR}/${BROKER_UNIT}`;
+    const files = [...brokerSharedFiles(), { path: unitPath, text: brokerUnit({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath }) }];
+    const results = files.map((f) => {
+      this.m.files.push(f.path);
+      return this.w.writeFile(f.path, Buffer.from(f.text), 0o644);
+    });
+    if (results[results.length - 1] === 'installed') this.unitsChanged = true;
+    this.r.line(results.includes('installed') ? 'installed' : 'unchanged', `broker ${this.show(unitPath)} (bus-activated org.fusegate.Mount1, its D-Bus policy and polkit actions)`);
   }
 
   /** What the previous install made and this one no longer does (files of an older version, links the policy dropped). */
