@@ -194,6 +194,8 @@ class Installer {
   readonly source: string;
   /** unit files this run wrote: systemd must re-read them */
   unitsChanged = false;
+  /** the broker's bus policy or activation file changed: a running dbus-daemon re-reads them on reload */
+  busPolicyChanged = false;
   /** socket units this run rewrote: a running one keeps its old settings until restarted */
   readonly changedSockets: string[] = [];
 
@@ -385,6 +387,7 @@ class Installer {
       return this.w.writeFile(f.path, Buffer.from(f.text), 0o644);
     });
     if (results[results.length - 1] === 'installed') this.unitsChanged = true;
+    if (results.slice(0, -1).includes('installed')) this.busPolicyChanged = true;
     this.r.line(results.includes('installed') ? 'installed' : 'unchanged', `broker ${this.show(unitPath)} (bus-activated org.fusegate.Mount1, its D-Bus policy and polkit actions)`);
   }
 
@@ -416,6 +419,8 @@ class Installer {
       this.r.note(`would run: systemctl daemon-reload; systemctl enable --now ${sockets.join(' ')}`);
       return;
     }
+    // A running bus learns the broker's name and who may call it (dbus-daemon does not always notice new files itself).
+    if (this.busPolicyChanged && inactiveUnits(['dbus.service']).length === 0) this.runSystemctl([['reload', 'dbus.service']]);
     // Only what is needed, so a second install changes nothing here either.
     const steps: string[][] = [];
     if (this.unitsChanged) steps.push(['daemon-reload']);

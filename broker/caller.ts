@@ -16,7 +16,12 @@ export interface BusCaller {
   gid: number;
   groups: number[];
   pid: number;
-  /** 'active' | 'inactive' | 'remote' | 'none' (no logind session: a service, cron, su without pam_systemd) */
+  /**
+   * As polkit sees it: 'active' or 'inactive' for a session on a seat (a
+   * local login), 'remote' for one without a seat or with a remote host (ssh:
+   * polkit then applies allow_any), 'none' for no logind session at all (a
+   * service, cron, su without pam_systemd)
+   */
   session: SessionState;
 }
 
@@ -58,7 +63,9 @@ async function sessionState(bus: BusCall, pid: number): Promise<SessionState> {
     return v?.value;
   };
   try {
-    if ((await get('Remote')) === true) return 'remote';
+    // polkit calls a session local only when it sits on a seat (its implicit allow_active/allow_inactive).
+    const seat = (await get('Seat')) as [string, string] | undefined;
+    if ((await get('Remote')) === true || !seat || seat[0] === '') return 'remote';
     return (await get('Active')) === true ? 'active' : 'inactive';
   } catch {
     return 'none';

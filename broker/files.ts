@@ -79,10 +79,16 @@ TimeoutStopSec=20s
 CapabilityBoundingSet=CAP_SYS_ADMIN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_CHOWN CAP_SETUID CAP_SETGID CAP_FOWNER CAP_SYS_RESOURCE
 NoNewPrivileges=yes
 RestrictSUIDSGID=yes
-# Mounts must land in the host's mount namespace, where the user sees them:
-# no ProtectSystem=, PrivateTmp=, ProtectHome= or PrivateMounts= (each would
-# give the broker a namespace of its own, and its mounts would vanish with it).
-# It reaches the system bus and the backends' sockets (AF_UNIX), and the
+# Mounts must land in the host's mount namespace, where the user sees them.
+# So no setting that gives the service a mount namespace of its own (its
+# mounts would stay in it): no ProtectSystem=, ProtectHome=, PrivateTmp=,
+# PrivateDevices=, PrivateMounts=, ProtectKernelTunables=,
+# ProtectKernelModules=, ProtectKernelLogs=, ProtectControlGroups=,
+# ProtectProc=, ProcSubset=, PrivateIPC= (it mounts its own /dev/mqueue).
+# What they would guard comes from the capability
+# bounding set (no CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_NET_ADMIN, CAP_SYS_PTRACE)
+# and the system call filter below (~@module ~@raw-io ~@debug ...).
+# It reaches the system bus and the backends' sockets (AF_UNIX) and the
 # journal; libmount and udev's netlink need AF_NETLINK. Nothing else.
 RestrictAddressFamilies=AF_UNIX AF_NETLINK
 IPAddressDeny=any
@@ -91,16 +97,9 @@ RestrictRealtime=yes
 LockPersonality=yes
 # Node's JIT needs writable-executable memory: the broker runs without --jitless
 # for its start-up time, so MemoryDenyWriteExecute stays off.
+# These two need no mount namespace: clock devices and syscalls, a UTS namespace.
 ProtectClock=yes
 ProtectHostname=yes
-ProtectKernelLogs=yes
-ProtectKernelModules=yes
-ProtectKernelTunables=yes
-ProtectControlGroups=yes
-# It reads the instance cgroups under /sys/fs/cgroup and /proc/self/mountinfo:
-# processes need not be hidden from it, but other users' need not be visible.
-ProcSubset=all
-PrivateIPC=yes
 KeyringMode=private
 UMask=0022
 SystemCallArchitectures=native

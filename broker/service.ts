@@ -28,7 +28,7 @@ import { mountAction, refusalWords, unmountAction } from './actions';
 import { callerCredentials, type BusCall, type BusCaller } from './caller';
 import { BUS_NAME, ERROR, INTERFACE, MEDIA_DIR, OBJECT_PATH, OWNER_OPTION, type ActionId } from './names';
 import { checkAuthorization } from './polkit';
-import { checkPath, fdAccess, mountDirName, parseMountRequest, RequestError, type MountRequest } from './request';
+import { checkPath, fdAccess, mountDirName, parseMountRequest, type MountRequest } from './request';
 import { MOUNTPOINT_FD, SOURCE_FD, type WorkerDecision, type WorkerRequest, type WorkerResult } from './worker';
 
 /** Exit after this long without a request: the bus starts the broker again for the next one. */
@@ -113,7 +113,7 @@ export class Broker {
       },
       (err: unknown) => {
         const e = err instanceof BrokerError ? err : new BrokerError(ERROR.failed, `internal error: ${(err as Error)?.message ?? String(err)}`);
-        this.bus.send(this.dbus.Message.newError(msg, e.errorName, e.text()));
+        this.bus.send(this.dbus.Message.newError(msg as never, e.errorName, e.text()));
         this.journal(msg.member!, l, e.errorName.replace(/^.*\./, '').toLowerCase(), e.message);
       },
     ).finally(() => {
@@ -411,29 +411,31 @@ export async function main(): Promise<number> {
   const log = createLogger({ identifier: 'fusegate-broker', fallback: 'stderr' });
   const dbus = require('dbus-next') as typeof import('dbus-next');
   const bus = await connectSystemBus(timeoutMsOrDefault('systemdBus'));
+  let done: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => (done = resolve));
+  const stop = (): void => {
+    log.info('idle: exiting (the bus starts the broker again for the next request)');
+    // Release the name first, so the bus queues new requests for the next activation.
+    void bus.releaseName(BUS_NAME).catch(() => undefined).finally(() => {
+      bus.disconnect();
+      done(0);
+    });
+  };
+  bus.on('error', (e: Error) => {
+    log.error(`system bus connection lost: ${e.message}`);
+    done(1);
+  });
+  // The handler before the name: calls queued for the name while the bus
+  // activated us arrive the moment it is ours.
+  new Broker(bus, dbus, log, stop, path.join(__dirname, 'worker.js')).start();
   const reply = await bus.requestName(BUS_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE);
   if (reply !== 1) {
-    log.err(`cannot own ${BUS_NAME} on the system bus (RequestName answered ${reply}): another broker runs?`);
+    log.error(`cannot own ${BUS_NAME} on the system bus (RequestName answered ${reply}): another broker runs?`);
     bus.disconnect();
     return 1;
   }
-  return await new Promise<number>((resolve) => {
-    const stop = (): void => {
-      log.info('idle: exiting (the bus starts the broker again for the next request)');
-      // Release the name first, so the bus queues new requests for the next activation.
-      void bus.releaseName(BUS_NAME).catch(() => undefined).finally(() => {
-        bus.disconnect();
-        resolve(0);
-      });
-    };
-    const broker = new Broker(bus, dbus, log, stop, path.join(__dirname, 'worker.js'));
-    bus.on('error', (e: Error) => {
-      log.err(`system bus connection lost: ${e.message}`);
-      resolve(1);
-    });
-    broker.start();
-    log.info(`serving ${BUS_NAME} (exits after ${IDLE_MS / 1000} s idle)`);
-  });
+  log.info(`serving ${BUS_NAME} (exits after ${IDLE_MS / 1000} s idle)`);
+  return await finished;
 }
 
 if (require.main === module) {

@@ -11,12 +11,14 @@
  * `supportsUnixFd`, whose writes may be `{ data, fds }` and whose reads return
  * a Buffer carrying the fds that came with the message (`buf.fds`).
  *
- * Which fds belong to which message: the bus daemon sends a message that
- * carries fds in one sendmsg, and the kernel never merges such a segment with
- * bytes before it in one recvmsg, so fds arrive with the first byte of their
- * message. dbus-next reads each message as a 16-byte header, then the rest;
- * fds that arrived at stream offset N go to the first read that starts after
- * N, which is that message's rest.
+ * Which fds belong to which message: the kernel delivers the fds a sender
+ * attached with the bytes of that sendmsg, in order, but a recvmsg may carry
+ * bytes of earlier messages before them, so an fd's arrival offset does not
+ * say whose it is. The message's own header does: its UNIX_FDS field counts
+ * its fds, and they are the next ones in arrival order (the bus daemon checks
+ * that the count matches what the sender attached). All of a message's fds
+ * have arrived once all its bytes have. So received fds go into one queue,
+ * and each message body dbus-next reads takes exactly its count from it.
  */
 import { Duplex } from 'node:stream';
 import * as fs from 'node:fs';
@@ -32,18 +34,61 @@ const READ_CHUNK = 64 * 1024;
  */
 const READ_WAIT_MS = 200;
 
-interface PendingFds {
-  offset: number;
-  fds: number[];
+/** D-Bus header field codes (the spec's table) read here. */
+const FIELD_SIGNATURE = 8;
+const FIELD_UNIX_FDS = 9;
+
+/** Alignment and fixed size of the basic types a header field's variant may hold. */
+const FIXED: Record<string, number> = { y: 1, b: 4, n: 2, q: 2, i: 4, u: 4, x: 8, t: 8, d: 8, h: 4 };
+
+/**
+ * UNIX_FDS and SIGNATURE from a message's header field array (the bytes after
+ * the 16-byte fixed header, `fieldsLength` long). Alignment is counted from
+ * the message start, 16 bytes before `buf`.
+ */
+export function headerFdFields(buf: Buffer, fieldsLength: number, littleEndian: boolean): { unixFds: number; signature: string } {
+  const u32 = (at: number): number => (littleEndian ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  const align = (at: number, n: number): number => at + ((n - ((at + 16) % n)) % n);
+  let unixFds = 0;
+  let signature = '';
+  let pos = 0;
+  while (pos < fieldsLength) {
+    pos = align(pos, 8);
+    if (pos >= fieldsLength) break;
+    const code = buf[pos]!;
+    const sigLen = buf[pos + 1]!;
+    const sig = buf.toString('latin1', pos + 2, pos + 2 + sigLen);
+    pos += 2 + sigLen + 1;
+    if (sig === 's' || sig === 'o') {
+      pos = align(pos, 4);
+      const len = u32(pos);
+      if (code === FIELD_SIGNATURE) signature = buf.toString('latin1', pos + 4, pos + 4 + len);
+      pos += 4 + len + 1;
+    } else if (sig === 'g') {
+      const len = buf[pos]!;
+      if (code === FIELD_SIGNATURE) signature = buf.toString('latin1', pos + 1, pos + 1 + len);
+      pos += 1 + len + 1;
+    } else if (FIXED[sig] !== undefined) {
+      pos = align(pos, FIXED[sig]!);
+      if (code === FIELD_UNIX_FDS && sig === 'u') unixFds = u32(pos);
+      pos += FIXED[sig]!;
+    } else {
+      throw new Error(`D-Bus header field ${code} has a type this connection does not read (${sig})`);
+    }
+  }
+  return { unixFds, signature };
 }
 
 export class FdStream extends Duplex {
   /** dbus-next's handshake asks for NEGOTIATE_UNIX_FD when this is true. */
   supportsUnixFd = true;
   private readonly fd: number;
-  private received = 0;
-  private consumed = 0;
-  private pending: PendingFds[] = [];
+  /** received fds not yet given to a message, in arrival order */
+  private queue: number[] = [];
+  /** set once the handshake's BEGIN is written: from then on reads alternate header, body */
+  private begun = false;
+  /** after a header read: what the body read needs to find the message's fds */
+  private header: { fieldsLength: number; littleEndian: boolean } | null = null;
   private reading = false;
   private shut = false;
 
@@ -63,15 +108,31 @@ export class FdStream extends Duplex {
   setNoDelay(): void {}
 
   override read(size?: number): any {
-    const start = this.consumed;
-    const buf = super.read(size) as Buffer | null;
-    if (buf === null) return null;
-    this.consumed += buf.length;
-    const mine = this.pending.filter((p) => p.offset < start);
-    if (mine.length > 0) {
-      this.pending = this.pending.filter((p) => p.offset >= start);
-      (buf as Buffer & { fds?: number[] }).fds = mine.flatMap((p) => p.fds);
+    const buf = super.read(size) as (Buffer & { fds?: number[] }) | null;
+    if (buf === null || !this.begun || typeof buf === 'string') return buf;
+    if (this.header === null) {
+      // dbus-next reads the 16-byte fixed header, then the fields and body.
+      if (buf.length === 16) this.header = { fieldsLength: buf[0] === 0x6c ? buf.readUInt32LE(12) : buf.readUInt32BE(12), littleEndian: buf[0] === 0x6c };
+      return buf;
     }
+    const { fieldsLength, littleEndian } = this.header;
+    this.header = null;
+    let fields: { unixFds: number; signature: string };
+    try {
+      fields = headerFdFields(buf, fieldsLength, littleEndian);
+    } catch (err) {
+      this.destroy(err as Error);
+      return null;
+    }
+    if (fields.unixFds > this.queue.length) {
+      this.destroy(new Error(`a D-Bus message says it carries ${fields.unixFds} fds, but ${this.queue.length} arrived`));
+      return null;
+    }
+    const fds = this.queue.splice(0, fields.unixFds);
+    if (fds.length > 0 && !fields.signature.includes('h')) {
+      // fds no argument names: nobody would ever close them
+      for (const fd of fds) fs.closeSync(fd);
+    } else if (fds.length > 0) buf.fds = fds;
     return buf;
   }
 
@@ -96,8 +157,11 @@ export class FdStream extends Duplex {
           this.push(null);
           return;
         }
-        if (m.fds.length > 0) this.pending.push({ offset: this.received, fds: m.fds });
-        this.received += m.data.length;
+        this.queue.push(...m.fds);
+        if (m.controlTruncated) {
+          this.destroy(new Error('more fds arrived than one read can take; the connection cannot tell whose they are'));
+          return;
+        }
         if (this.push(m.data)) this.pump();
       },
       (err: Error) => {
@@ -112,7 +176,10 @@ export class FdStream extends Duplex {
   override _write(chunk: unknown, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     let data: Buffer;
     let fds: number[] = [];
-    if (typeof chunk === 'string') data = Buffer.from(chunk, 'latin1');
+    if (typeof chunk === 'string') {
+      data = Buffer.from(chunk, 'latin1');
+      if (chunk.startsWith('BEGIN')) this.begun = true;
+    }
     else if (Buffer.isBuffer(chunk)) data = chunk;
     else {
       const c = chunk as { data: Buffer; fds?: number[] };
@@ -150,8 +217,7 @@ export class FdStream extends Duplex {
   private close(): void {
     if (this.shut) return;
     this.shut = true;
-    for (const p of this.pending) for (const fd of p.fds) fs.closeSync(fd);
-    this.pending = [];
+    for (const fd of this.queue.splice(0)) fs.closeSync(fd);
     if (!this.reading) this.closeSocket();
   }
 

@@ -72,6 +72,19 @@ describe.skipIf(!haveDaemon)('fd passing over D-Bus', () => {
         fs.closeSync(rw);
       }
       expect((await call('Echo', 's', ['two']))!.body[0]).toBe('two');
+      // A burst: many messages with and without fds in flight at once, so one
+      // read carries several; each fd must reach its own message.
+      const files = Array.from({ length: 12 }, (_, i) => {
+        const f = path.join(dir, `burst-${i}`);
+        fs.writeFileSync(f, `file ${i}`);
+        return fs.openSync(f, 'r');
+      });
+      try {
+        const replies = await Promise.all(files.flatMap((fd, i) => [call('Take', 'h', [fd]), call('Echo', 's', [`echo ${i}`])]));
+        replies.forEach((r, j) => expect(r!.body[0]).toBe(j % 2 === 0 ? `file ${j / 2}` : `echo ${(j - 1) / 2}`));
+      } finally {
+        files.forEach((fd) => fs.closeSync(fd));
+      }
     } finally {
       client.disconnect();
       service.disconnect();

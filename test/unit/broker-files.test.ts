@@ -16,6 +16,13 @@ describe('broker files', () => {
     expect(unit).toContain(`BusName=${BUS_NAME}`);
     expect(unit).toContain('ExecStart=/usr/bin/node /usr/lib/fusegate/dist/broker/service.js');
   });
+  it('gives the broker no mount namespace of its own (its mounts would be invisible to the user)', () => {
+    const unit = brokerUnit({ libDir: '/usr/lib/fusegate', node: '/usr/bin/node' });
+    // Each of these makes systemd set up a mount namespace for the service (checked in a container: PrivateIPC= too).
+    for (const key of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'PrivateMounts', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'ProtectControlGroups', 'ProtectProc', 'ProcSubset', 'PrivateIPC', 'ReadOnlyPaths', 'InaccessiblePaths', 'TemporaryFileSystem']) {
+      expect(unit).not.toMatch(new RegExp(`^${key}=`, 'm'));
+    }
+  });
   it('lets only root own the name and anyone call it', () => {
     expect(dbusPolicy()).toMatch(new RegExp(`<policy user="root">\\s*<allow own="${BUS_NAME.replace(/\./g, '\\.')}"/>`));
     expect(dbusPolicy()).toContain(`<allow send_destination="${BUS_NAME}" send_interface="${BUS_NAME}"/>`);

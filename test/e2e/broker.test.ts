@@ -1,0 +1,193 @@
+/**
+ * Ordinary users mounting through the broker (org.fusegate.Mount1) in a real
+ * systemd with dbus-daemon, polkitd and logind: `fusegate mount` as alice in
+ * a logind session (systemd-run -p PAMName=login: active and local, as a
+ * desktop login), the broker bus-activated by its first call.
+ *
+ * What a user gets: an image alice owns mounts sandboxed (nosuid,nodev, files
+ * hers, a fusegate-vfat@ instance serving it, ownership in utab); an image she
+ * cannot read is refused; the kernel path without authorization is refused
+ * with what to ask the administrator; bob cannot unmount alice's mount; a
+ * polkit rule that says no is honoured; without a session (no logind
+ * session: polkit's allow_any) the sandboxed mount needs an administrator.
+ */
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { e2eSkip } from './harness';
+import type { Container, ExecResult } from './container';
+import { findmnt, journalCursor, listUnits, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
+import { containerSuite } from './suite';
+
+const REPO = resolve(__dirname, '../..');
+const ALICE = 1000;
+const BOB = 1001;
+
+/**
+ * A command as `user` inside a logind session on seat0 (PAMName=login,
+ * XDG_SEAT=seat0), as a desktop login: polkit calls a session local only on a
+ * seat, and logind makes the newest session of a seat without VTs active.
+ */
+function inSession(c: Container, user: string, argv: string[], timeoutMs = 90_000): Promise<ExecResult> {
+  return c.exec(
+    ['systemd-run', '--quiet', '--wait', '--pipe', '--collect', '--service-type=exec', `--uid=${user}`, '-p', 'PAMName=login', '-E', 'XDG_SEAT=seat0', '-p', `RuntimeMaxSec=${Math.ceil(timeoutMs / 1000)}`, '--', ...argv],
+    { timeoutMs: timeoutMs + 10_000 },
+  );
+}
+
+/** A command as `user` with no logind session at all (setpriv: no PAM): polkit's allow_any. */
+function noSession(c: Container, user: string, argv: string[]): Promise<ExecResult> {
+  return c.exec(['setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', ...argv], { timeoutMs: 90_000 });
+}
+
+describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked broker', () => {
+  const e2e = containerSuite(() => ({ projectDir: REPO }));
+  let cursor = '';
+
+  beforeAll(async () => {
+    const c = e2e.container;
+    await c.install();
+    await c.shOk(`useradd -m -u ${ALICE} -U alice && useradd -m -u ${BOB} -U bob`);
+    // Images made by their owners, private to them.
+    await c.execOk(['setpriv', '--reuid=alice', '--regid=alice', '--init-groups', '--', 'sh', '-c',
+      'cd /home/alice && umask 077 && mkfs.vfat -C -n FGALICE alice.img 8192 >/dev/null && truncate -s 8M kernel.img && mkfs.ext4 -q -F -L KERNELME kernel.img && mkdir mnt']);
+    await c.execOk(['setpriv', '--reuid=bob', '--regid=bob', '--init-groups', '--', 'sh', '-c',
+      'cd /home/bob && umask 077 && mkfs.vfat -C -n FGBOB bob.img 8192 >/dev/null && chmod 711 /home/bob']);
+    // The kernel path for one image: what the administrator trusts (by label, for the test).
+    const policy = await readPolicy(c);
+    await writePolicy(c, prependRule(policy, ['  - name: trusted-kernel-image', '    match: { label: KERNELME }', '    action: kernel']));
+    cursor = await journalCursor(c);
+  });
+
+  afterAll(async () => {
+    await e2e.container.sh('umount -R /run/media/alice/* /home/alice/mnt 2>/dev/null; true').catch(() => undefined);
+  });
+
+  it('polkit knows the three actions with their defaults', async () => {
+    const c = e2e.container;
+    const r = await c.execOk(['pkaction', '--verbose', '--action-id', 'org.fusegate.mount']);
+    expect(r.stdout).toMatch(/implicit active:\s+yes/);
+    expect(r.stdout).toMatch(/implicit any:\s+auth_admin/);
+    const k = await c.execOk(['pkaction', '--verbose', '--action-id', 'org.fusegate.mount-kernel']);
+    expect(k.stdout).toMatch(/implicit active:\s+auth_admin_keep/);
+  });
+
+  it("alice's own image mounts sandboxed at /run/media/alice/<label>: nosuid,nodev, her files, a fusegate-vfat instance, ownership in utab", async () => {
+    const c = e2e.container;
+    const r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img']);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout.trim()).toBe('mounted /home/alice/alice.img at /run/media/alice/FGALICE');
+    const where = '/run/media/alice/FGALICE';
+    const row = await findmnt(c, where);
+    expect(row).toMatchObject({ fstype: 'fuse.fusegate-vfat' });
+    expect(row!.options).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'rw']));
+    expect(row!.options).toEqual(expect.arrayContaining([`user_id=${ALICE}`]));
+    expect(await utabOptions(c, where)).toEqual(expect.arrayContaining([`x-fusegate.owner=${ALICE}`, 'x-fusegate.backend=fusegate-vfat', 'helper=fusegate']));
+    // Served by a sandboxed instance (DynamicUser, in fusegate.slice).
+    const units = await listUnits(c, 'fusegate-vfat@*');
+    expect(units).toHaveLength(1);
+    expect(units[0]).toMatchObject({ active: 'active', sub: 'running' });
+    // Files show as hers, and she can write.
+    const w = await inSession(c, 'alice', ['sh', '-c', `echo hello > ${where}/note.txt && stat -c '%u %g' ${where}/note.txt ${where}`]);
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.stdout.trim().split('\n')).toEqual([`${ALICE} ${ALICE}`, `${ALICE} ${ALICE}`]);
+    // Others see nothing inside (a FUSE mount without allow_other).
+    const b = await inSession(c, 'bob', ['ls', where]);
+    expect(b.code).not.toBe(0);
+    // List() shows it with its owner.
+    const list = await c.execOk(['busctl', 'call', '--json=short', 'org.fusegate.Mount1', '/org/fusegate/Mount1', 'org.fusegate.Mount1', 'List']);
+    expect(list.stdout).toContain(where);
+    // The journal has the request: caller uid, polkit action, result.
+    const entries = await waitForJournal(c, cursor, ['SYSLOG_IDENTIFIER=fusegate-broker'], (es) => es.some((e) => e.FUSEGATE_BROKER_METHOD === 'Mount'));
+    expect(entries.find((e) => e.FUSEGATE_BROKER_METHOD === 'Mount')).toMatchObject({
+      FUSEGATE_CALLER_UID: String(ALICE),
+      FUSEGATE_POLKIT_ACTION: 'org.fusegate.mount',
+      FUSEGATE_POLKIT_RESULT: 'yes',
+      FUSEGATE_OUTCOME: 'done',
+      FUSEGATE_CALLER_SESSION: 'active',
+    });
+  });
+
+  it("bob may not unmount alice's mount; alice may", async () => {
+    const c = e2e.container;
+    const where = '/run/media/alice/FGALICE';
+    const b = await inSession(c, 'bob', ['fusegate', 'unmount', where]);
+    expect(b.code).toBe(32);
+    expect(b.stderr).toContain('was mounted by someone else');
+    expect(b.stderr).toContain('org.fusegate.unmount-others');
+    expect(await findmnt(c, where)).not.toBeNull();
+    const a = await inSession(c, 'alice', ['fusegate', 'unmount', where]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(await findmnt(c, where)).toBeNull();
+    expect(await waitForNoUnits(c, 'fusegate-vfat@*')).toEqual([]);
+    // The broker's directory goes with the mount, as udisks2's do.
+    expect((await c.exec(['test', '-e', where])).code).not.toBe(0);
+  });
+
+  it('an image alice cannot read is refused, and nothing is mounted', async () => {
+    const c = e2e.container;
+    const r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/bob/bob.img', '/home/alice/mnt']);
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain('cannot open /home/bob/bob.img: permission denied');
+    expect(r.stderr).toContain('you can mount only what you can read yourself');
+    expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+
+  it('a mountpoint alice does not own is refused', async () => {
+    const c = e2e.container;
+    const r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/tmp']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/mountpoint \/tmp is not yours/);
+  });
+
+  it('the kernel path without authorization is refused, saying what to ask the administrator', async () => {
+    const c = e2e.container;
+    const r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/kernel.img', '/home/alice/mnt']);
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain("with the kernel's own driver, and that needs an administrator's authorization (polkit action org.fusegate.mount-kernel)");
+    expect(r.stderr).toContain('ask your administrator');
+    expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+
+  it('without a logind session the sandboxed mount needs an administrator (allow_any)', async () => {
+    const c = e2e.container;
+    const r = await noSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
+    expect(r.code).toBe(32);
+    expect(r.stderr).toContain('not authorized to mount it (polkit action org.fusegate.mount)');
+    expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+
+  it('a polkit rule in /etc/polkit-1/rules.d that says no is honoured', async () => {
+    const c = e2e.container;
+    await c.shOk(`cat > /etc/polkit-1/rules.d/10-no-fusegate-alice.rules <<'EOF'
+polkit.addRule(function(action, subject) {
+  if (action.id == "org.fusegate.mount" && subject.user == "alice") return polkit.Result.NO;
+});
+EOF`);
+    try {
+      // polkitd re-reads rules.d when it changes; give it a moment.
+      let r: ExecResult | undefined;
+      for (let i = 0; i < 20; i++) {
+        r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
+        if (r.code !== 0) break;
+        await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt']);
+        await new Promise((res) => setTimeout(res, 500));
+      }
+      expect(r!.code).toBe(32);
+      expect(r!.stderr).toContain('polkit action org.fusegate.mount');
+      expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+    } finally {
+      await c.shOk('rm -f /etc/polkit-1/rules.d/10-no-fusegate-alice.rules');
+    }
+    // Without the rule the very same request is allowed again: it was the rule that said no.
+    let ok: ExecResult | undefined;
+    for (let i = 0; i < 20; i++) {
+      ok = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
+      if (ok.code === 0) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(ok!.code, ok!.stderr).toBe(0);
+    expect(await findmnt(c, '/home/alice/mnt')).toMatchObject({ fstype: 'fuse.fusegate-vfat' });
+    expect((await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt'])).code).toBe(0);
+    expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+});
