@@ -33,6 +33,13 @@ import { MOUNTPOINT_FD, SOURCE_FD, type WorkerDecision, type WorkerRequest, type
 
 /** Exit after this long without a request: the bus starts the broker again for the next one. */
 export const IDLE_MS = 30_000;
+/**
+ * Mount workers at once (each is a Node process of ~40 MB): more requests
+ * wait their turn, up to MAX_QUEUED; beyond that the broker says it is busy.
+ * The unit's MemoryMax and TasksMax hold MAX_WORKERS with room to spare.
+ */
+export const MAX_WORKERS = 6;
+export const MAX_QUEUED = 64;
 /** How long polkit may take to answer, an authentication dialog included. */
 const POLKIT_TIMEOUT_MS = 120_000;
 const O_PATH = 0o10000000;
@@ -61,6 +68,8 @@ interface RequestLog {
 
 export class Broker {
   private inFlight = 0;
+  private workers = 0;
+  private readonly waitingForWorker: Array<() => void> = [];
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly call: BusCall;
 
@@ -180,12 +189,31 @@ export class Broker {
     if (!st.isFile() && !st.isBlockDevice()) throw new BrokerError(ERROR.invalidArgs, 'the source is neither an image file nor a block device');
     if (access.mode === 'read') req.readOnly = true;
 
-    const mountpointFd = this.pinMountpoint(req, l.caller, sourceFd);
+    await this.workerSlot();
     try {
-      return { signature: 's', body: [await this.runWorker(req, l, sourceFd, mountpointFd)] };
+      const mountpointFd = this.pinMountpoint(req, l.caller, sourceFd);
+      try {
+        return { signature: 's', body: [await this.runWorker(req, l, sourceFd, mountpointFd)] };
+      } finally {
+        fs.closeSync(mountpointFd);
+      }
     } finally {
-      fs.closeSync(mountpointFd);
+      // Hand the slot to the next waiting request, or free it.
+      const next = this.waitingForWorker.shift();
+      if (next) next();
+      else this.workers--;
     }
+  }
+
+  /** Waits for a free worker slot (MAX_WORKERS), or refuses when too many wait already. */
+  private async workerSlot(): Promise<void> {
+    if (this.workers < MAX_WORKERS) {
+      this.workers++;
+      return;
+    }
+    if (this.waitingForWorker.length >= MAX_QUEUED) throw new BrokerError(ERROR.failed, `the broker is busy: ${MAX_QUEUED} mounts are waiting already`, 'try again in a moment');
+    // The slot is handed over by the finishing request (workers stays counted).
+    await new Promise<void>((resolve) => this.waitingForWorker.push(resolve));
   }
 
   /**

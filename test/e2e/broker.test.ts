@@ -15,7 +15,7 @@ import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { e2eSkip } from './harness';
 import type { Container, ExecResult } from './container';
-import { findmnt, journalCursor, listUnits, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
+import { findmnt, journalCursor, listUnits, waitForUnit, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
 import { containerSuite } from './suite';
 
 const REPO = resolve(__dirname, '../..');
@@ -189,5 +189,57 @@ EOF`);
     expect(await findmnt(c, '/home/alice/mnt')).toMatchObject({ fstype: 'fuse.fusegate-vfat' });
     expect((await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt'])).code).toBe(0);
     expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+  it('20 concurrent user mounts (10 FAT, 10 ext4) all succeed, each sandboxed and owned, and all unmount', async () => {
+    const c = e2e.container;
+    await c.execOk(['setpriv', '--reuid=alice', '--regid=alice', '--init-groups', '--', 'sh', '-c',
+      'cd /home/alice && for i in $(seq 1 10); do mkfs.vfat -C -n FAT$i fat$i.img 4096 >/dev/null && truncate -s 8M ext$i.img && mkfs.ext4 -q -F -L EXT$i ext$i.img && mkdir -p m/fat$i m/ext$i || exit 1; done']);
+    const t0 = Date.now();
+    const r = await inSession(c, 'alice', ['sh', '-c',
+      'cd /home/alice; pids=; for i in $(seq 1 10); do fusegate mount fat$i.img m/fat$i > out.fat$i 2>&1 & pids="$pids $!"; fusegate mount ext$i.img m/ext$i > out.ext$i 2>&1 & pids="$pids $!"; done; fail=0; for p in $pids; do wait $p || fail=$((fail+1)); done; cat out.*; echo failed=$fail'], 180_000);
+    const mountMs = Date.now() - t0;
+    expect(r.stdout, r.stderr).toContain('failed=0');
+    const rows = (await c.execOk(['findmnt', '-rn', '-o', 'TARGET,FSTYPE'])).stdout.split('\n').filter((l) => l.startsWith('/home/alice/m/'));
+    expect(rows.filter((l) => l.endsWith(' fuse.fusegate-vfat'))).toHaveLength(10);
+    expect(rows.filter((l) => l.endsWith(' fuse.fuse2fs'))).toHaveLength(10);
+    expect(await listUnits(c, 'fusegate-vfat@*')).toHaveLength(10);
+    expect(await listUnits(c, 'fuse2fs@*')).toHaveLength(10);
+    const owners = (await c.execOk(['grep', '-c', `x-fusegate.owner=${ALICE}`, '/run/mount/utab'])).stdout.trim();
+    expect(Number(owners)).toBe(20);
+    const t1 = Date.now();
+    const u = await inSession(c, 'alice', ['sh', '-c',
+      'cd /home/alice; pids=; for d in m/*; do fusegate unmount $d 2>&1 & pids="$pids $!"; done; fail=0; for p in $pids; do wait $p || fail=$((fail+1)); done; echo failed=$fail'], 180_000);
+    const unmountMs = Date.now() - t1;
+    expect(u.stdout, u.stderr).toContain('failed=0');
+    expect((await c.execOk(['findmnt', '-rn', '-o', 'TARGET'])).stdout).not.toContain('/home/alice/m/');
+    expect(await waitForNoUnits(c, 'fusegate-vfat@*', 20_000)).toEqual([]);
+    expect(await waitForNoUnits(c, 'fuse2fs@*', 20_000)).toEqual([]);
+    process.stderr.write(`broker e2e: 20 concurrent mounts in ${mountMs} ms, their unmounts in ${unmountMs} ms\n`);
+  });
+
+  it('the broker killed mid-mount leaves no mount and no instance', async () => {
+    const c = e2e.container;
+    // Hold the instance in its start so the kill lands mid-mount.
+    await c.shOk('mkdir -p /etc/systemd/system/fusegate-vfat@.service.d && printf "[Service]\\nExecStartPre=/bin/sleep 4\\n" > /etc/systemd/system/fusegate-vfat@.service.d/slow.conf && systemctl daemon-reload');
+    try {
+      const pending = inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
+      expect(await waitForUnit(c, 'fusegate-vfat@*', ['activating'], 20_000)).not.toBeNull();
+      const pid = (await c.execOk(['systemctl', 'show', '-p', 'MainPID', '--value', 'fusegate-broker.service'])).stdout.trim();
+      expect(Number(pid)).toBeGreaterThan(0);
+      await c.execOk(['kill', '-KILL', pid]);
+      const r = await pending;
+      expect(r.code).not.toBe(0);
+      expect(await waitForNoUnits(c, 'fusegate-vfat@*', 20_000)).toEqual([]);
+      expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+      expect((await c.exec(['grep', '-q', '/home/alice/mnt', '/run/mount/utab'])).code).not.toBe(0);
+      // Its workers went with it (the unit's cgroup), and the next call starts a new broker.
+      // ([w]: not matching nsenter's own command line, which holds the pattern)
+      expect((await c.exec(['pgrep', '-f', 'dist/broker/[w]orker.js'])).code).not.toBe(0);
+    } finally {
+      await c.shOk('rm -rf /etc/systemd/system/fusegate-vfat@.service.d && systemctl daemon-reload');
+    }
+    const again = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt'])).code).toBe(0);
   });
 });
