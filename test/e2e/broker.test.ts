@@ -17,6 +17,7 @@ import { e2eSkip } from './harness';
 import type { Container, ExecResult } from './container';
 import { findmnt, journalCursor, listUnits, waitForUnit, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
 import { containerSuite } from './suite';
+import { EXPOSURE } from '../../broker/files';
 
 const REPO = resolve(__dirname, '../..');
 const ALICE = 1000;
@@ -60,6 +61,13 @@ describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked brok
 
   afterAll(async () => {
     await e2e.container.sh('umount -R /run/media/alice/* /home/alice/mnt 2>/dev/null; true').catch(() => undefined);
+  });
+
+  it("the broker's unit rates the exposure its comment states", async () => {
+    const r = await e2e.container.execOk(['systemd-analyze', 'security', '--no-pager', 'fusegate-broker.service']);
+    const m = /Overall exposure level for fusegate-broker\.service: (\d+\.\d) (\w+)/.exec(r.stdout);
+    expect(m, r.stdout).not.toBeNull();
+    expect(`${m![1]} ${m![2]}`).toBe(EXPOSURE);
   });
 
   it('polkit knows the three actions with their defaults', async () => {
