@@ -80,7 +80,7 @@ async function callBroker(member: string, signature: string, body: unknown[], ti
 }
 
 /** A D-Bus error from the broker as a FusegateError: its text is "message\nhint". */
-function brokerError(e: unknown): unknown {
+export function brokerError(e: unknown): unknown {
   if (e instanceof FusegateError) return e;
   const type = (e as { type?: string }).type;
   const text = (e as { text?: string }).text ?? (e as Error).message;

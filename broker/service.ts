@@ -28,7 +28,8 @@ import { mountAction, refusalWords, unmountAction } from './actions';
 import { callerCredentials, type BusCall, type BusCaller } from './caller';
 import { BUS_NAME, ERROR, INTERFACE, MEDIA_DIR, OBJECT_PATH, OWNER_OPTION, type ActionId } from './names';
 import { checkAuthorization } from './polkit';
-import { checkPath, fdAccess, mountDirName, parseMountRequest, type MountRequest } from './request';
+import { checkPath, fdAccess, mountDirName, parseMountRequest, USER_OPTIONS, type MountRequest } from './request';
+import { entryOptions, specPath, userEntryFor } from './fstab';
 import { MOUNTPOINT_FD, SOURCE_FD, type WorkerDecision, type WorkerRequest, type WorkerResult } from './worker';
 
 /** Exit after this long without a request: the bus starts the broker again for the next one. */
@@ -44,6 +45,7 @@ export const MAX_QUEUED = 64;
 const POLKIT_TIMEOUT_MS = 120_000;
 const O_PATH = 0o10000000;
 const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
 const DBUS_NAME_FLAG_DO_NOT_QUEUE = 4;
 
 /** A refusal or failure that goes back to the caller as a D-Bus error. */
@@ -107,6 +109,7 @@ export class Broker {
     if (msg.interface !== INTERFACE) return false;
     const handlers: Record<string, (m: DBusMessage, l: RequestLog) => Promise<{ signature: string; body: unknown[] }>> = {
       Mount: (m, l) => this.mount(m, l),
+      MountFstab: (m, l) => this.mountFstab(m, l),
       Unmount: (m, l) => this.unmount(m, l),
       List: () => this.list(),
     };
@@ -189,9 +192,64 @@ export class Broker {
     if (!st.isFile() && !st.isBlockDevice()) throw new BrokerError(ERROR.invalidArgs, 'the source is neither an image file nor a block device');
     if (access.mode === 'read') req.readOnly = true;
 
+    const full = Object.assign(req, { openedBy: 'caller' as const });
+    return await this.mountPinned(full, l, sourceFd, () => this.pinMountpoint(full, l.caller!, sourceFd));
+  }
+
+  /**
+   * MountFstab(s mountpoint): an /etc/fstab entry with `user` or `users`,
+   * forwarded by the helper that mount(8) ran as the user. The entry is the
+   * administrator's grant: the broker reads it itself, opens its source and
+   * mountpoint as root, and mounts with the entry's options (user mounts get
+   * noexec unless it says exec, and nosuid,nodev always); the policy and
+   * polkit still decide as for any user mount.
+   */
+  private async mountFstab(msg: DBusMessage, l: RequestLog): Promise<{ signature: string; body: unknown[] }> {
+    l.caller = await callerCredentials(this.call, msg.sender!);
+    let dir: string | null;
+    try {
+      dir = checkPath((msg.body as unknown[])[0], 'mountpoint');
+    } catch (e) {
+      throw new BrokerError(ERROR.invalidArgs, (e as Error).message);
+    }
+    const entry = dir === null ? null : userEntryFor(dir);
+    if (entry === null) throw new BrokerError(ERROR.invalidArgs, `${dir ?? '(none)'} has no /etc/fstab entry with 'user' or 'users'`, "ask your administrator, or mount an image you own with 'fusegate mount'");
+    const options = entryOptions(entry);
+    const req: MountRequest & { openedBy: 'fstab' } = { openedBy: 'fstab', mountpoint: entry.target, readOnly: options.includes('ro'), fsType: /^(auto|fusegate)$/.test(entry.type) ? undefined : entry.type.replace(/^fusegate\./, ''), options: options.filter((o) => USER_OPTIONS.has(o)) };
+    const source = specPath(entry.spec);
+    let sourceFd: number;
+    try {
+      try {
+        sourceFd = fs.openSync(source, (req.readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | O_CLOEXEC);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EROFS' && (e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+        sourceFd = fs.openSync(source, fs.constants.O_RDONLY | O_CLOEXEC);
+        req.readOnly = true;
+      }
+    } catch (e) {
+      throw new BrokerError(ERROR.failed, `cannot open ${source} (fstab line ${entry.line}): ${(e as Error).message}`);
+    }
+    try {
+      if (!fs.fstatSync(sourceFd).isFile() && !fs.fstatSync(sourceFd).isBlockDevice()) throw new BrokerError(ERROR.failed, `${source} is neither an image file nor a block device`);
+      return await this.mountPinned(req, l, sourceFd, () => {
+        try {
+          const fd = native.openAs(entry.target, O_PATH | O_DIRECTORY, 0, { uid: 0, gid: 0 });
+          req.mountpoint = fs.readlinkSync(`/proc/self/fd/${fd}`);
+          return fd;
+        } catch (e) {
+          throw new BrokerError(ERROR.failed, `cannot open mountpoint ${entry.target}: ${(e as Error).message}`);
+        }
+      });
+    } finally {
+      fs.closeSync(sourceFd);
+    }
+  }
+
+  /** The part every mount shares: a worker slot, the pinned mountpoint, the worker and polkit. */
+  private async mountPinned(req: MountRequest & { openedBy: 'caller' | 'fstab' }, l: RequestLog, sourceFd: number, pin: () => number): Promise<{ signature: string; body: unknown[] }> {
     await this.workerSlot();
     try {
-      const mountpointFd = this.pinMountpoint(req, l.caller, sourceFd);
+      const mountpointFd = pin();
       try {
         return { signature: 's', body: [await this.runWorker(req, l, sourceFd, mountpointFd)] };
       } finally {
@@ -273,9 +331,11 @@ export class Broker {
     throw new BrokerError(ERROR.failed, `no free mountpoint under ${parent}`);
   }
 
-  private async runWorker(req: MountRequest, l: RequestLog, sourceFd: number, mountpointFd: number): Promise<string> {
+  private async runWorker(req: MountRequest & { openedBy: 'caller' | 'fstab' }, l: RequestLog, sourceFd: number, mountpointFd: number): Promise<string> {
     const wreq: WorkerRequest = {
       caller: { uid: l.caller!.uid, gid: l.caller!.gid, groups: l.caller!.groups },
+      userName: userName(l.caller!.uid),
+      sourceOpenedBy: req.openedBy,
       mountpoint: req.mountpoint!,
       readOnly: req.readOnly,
       fsType: req.fsType,
@@ -429,6 +489,7 @@ const INTROSPECTION = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object I
   <interface name="${INTERFACE}">
     <method name="Mount"><arg name="source" type="h" direction="in"/><arg name="mountpoint" type="s" direction="in"/><arg name="options" type="a{sv}" direction="in"/><arg name="mounted_at" type="s" direction="out"/></method>
     <method name="Unmount"><arg name="mountpoint" type="s" direction="in"/></method>
+    <method name="MountFstab"><arg name="mountpoint" type="s" direction="in"/></method>
     <method name="List"><arg name="mounts" type="a(sssu)" direction="out"/></method>
   </interface>
   <interface name="org.freedesktop.DBus.Introspectable"><method name="Introspect"><arg name="xml" type="s" direction="out"/></method></interface>

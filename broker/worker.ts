@@ -28,6 +28,7 @@ import { applyForced, mountOptionsOf } from '../policy/options';
 import type { HelperArgs } from '../helper/args';
 import { contextForPins, releaseContext, type MountContext } from '../helper/context';
 import { abortAndDetach, topMountAt } from '../helper/fuse-mount';
+import { KERNEL_MECHANISM, type SessionMechanism } from '../helper/helper-session';
 import { kernelMount } from '../helper/kernel-mount';
 import { claimStorage, type Claim } from '../helper/one-writer';
 import type { Caller, Pinned } from '../helper/pins';
@@ -40,6 +41,15 @@ export const MOUNTPOINT_FD = 4;
 
 export interface WorkerRequest {
   caller: Caller;
+  /** the caller's login name: utab's `user=`, which lets umount(8) run for the user of an fstab `user` entry */
+  userName: string;
+  /**
+   * who opened the source: 'caller' (the client, with the user's rights: the
+   * server's opens go through it with the caller's fsuid) or 'fstab' (the
+   * broker, for an /etc/fstab `user` entry, which is the administrator's
+   * grant: the server's opens go through it as root)
+   */
+  sourceOpenedBy: 'caller' | 'fstab';
   mountpoint: string;
   readOnly: boolean;
   fsType: string | undefined;
@@ -103,10 +113,18 @@ export function forceUserOptions(ctx: MountContext): void {
   d.finalOptions = d.mountOptions.list;
 }
 
-async function carryOut(ctx: MountContext, log: Logger, started: number): Promise<WorkerResult> {
+/** The session's reopen of the source as root, for an fstab `user` entry (the fd's own access mode still bounds it: see WorkerRequest). */
+const FSTAB_MECHANISM: SessionMechanism = {
+  ...KERNEL_MECHANISM,
+  openAsCaller: (p, flags) => native.openAs(p, flags, 0, { uid: 0, gid: 0 }),
+};
+
+async function carryOut(ctx: MountContext, log: Logger, started: number, req: WorkerRequest): Promise<WorkerResult> {
+  const userName = req.userName;
   const d = ctx.decision;
   const deadline = started + timeoutMs('mount');
-  const owner = `${OWNER_OPTION}=${ctx.caller.uid}`;
+  // Who asked: fusegate's record (the broker's ownership check) and libmount's (umount(8)'s, for fstab `user` entries).
+  const owner = [`${OWNER_OPTION}=${ctx.caller.uid}`, `user=${userName}`];
   let claim: Claim | null = null;
   const before = topMountAt(ctx.mountpoint.fd)?.id ?? null;
   // From here until the mount is recorded, SIGTERM (the broker stopped) undoes it.
@@ -128,7 +146,7 @@ async function carryOut(ctx: MountContext, log: Logger, started: number): Promis
         mountpoint: ctx.mountpoint,
         fsType: d.fsType!,
         options: d.mountOptions,
-        utabOptions: [`x-fusegate.rule=${d.rule}`, owner],
+        utabOptions: [`x-fusegate.rule=${d.rule}`, ...owner],
         noMtab: false,
       });
       committed = true;
@@ -138,8 +156,8 @@ async function carryOut(ctx: MountContext, log: Logger, started: number): Promis
     const { sandboxMount } = await import('../helper/sandbox-mount.js');
     const { result, unit } = await sandboxMount(ctx, deadline, (e) => {
       if (e.kind === 'refused') log.warning(`refused ${e.command}: ${e.why}`, { FUSEGATE_RULE: d.rule, FUSEGATE_REFUSED: e.command });
-    });
-    const options = [...sandboxUtabOptions({ backend: d.backend!, unit, rule: d.rule, mount: d.mountOptions, server: result }), owner];
+    }, req.sourceOpenedBy === 'fstab' ? FSTAB_MECHANISM : KERNEL_MECHANISM);
+    const options = [...sandboxUtabOptions({ backend: d.backend!, unit, rule: d.rule, mount: d.mountOptions, server: result }), ...owner];
     const err = await recordInUtab(ctx.args.source, ctx.mountpoint.path, `fuse.${d.backend}`, options);
     if (err !== null) {
       // Without the record nobody could prove ownership: the mount must not stay.
@@ -199,7 +217,7 @@ export async function runWorker(requestJson: string): Promise<number> {
     send({ decided });
     if (d.action === 'deny') return MountExit.FAILURE;
     if (!(await waitForGo(started + timeoutMs('mount')))) return MountExit.FAILURE;
-    const result = await carryOut(ctx, log, Date.now());
+    const result = await carryOut(ctx, log, Date.now(), req);
     send({ result });
     return result.outcome === 'mounted' ? MountExit.SUCCESS : MountExit.FAILURE;
   } finally {

@@ -22,6 +22,7 @@ import { timeoutMs } from '../lib/timeouts';
 import { guardPathsThroughFuse } from './watchdog';
 import { claimStorage, type Claim } from './one-writer';
 import { mismatchWords, noFilesystemWords } from '../policy/probe-words';
+import { forwardUserMount } from './fstab-user';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
@@ -74,6 +75,15 @@ function printTrace(ctx: MountContext): void {
 
 async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number, hooks: HelperHooks): Promise<number> {
   const caller = callerOf();
+  // An fstab `user`/`users` entry arrives as the user: the broker mounts it (helper/fstab-user.ts).
+  if (caller.uid !== 0 || process.geteuid!() !== 0) {
+    const forwarded = await forwardUserMount(args.mountpoint, say);
+    if (forwarded !== null) {
+      // The broker's answer is the decision: the launcher must not fall back on its own rule.
+      signalDecided();
+      return forwarded;
+    }
+  }
   requireRoot(caller);
   // Before SOURCE and DIR are touched: a FUSE server on their way that never
   // answers would hold the helper where only the watchdog's abort frees it.

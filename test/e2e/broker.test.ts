@@ -55,7 +55,8 @@ describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked brok
       'cd /home/bob && umask 077 && mkfs.vfat -C -n FGBOB bob.img 8192 >/dev/null && chmod 711 /home/bob']);
     // The kernel path for one image: what the administrator trusts (by label, for the test).
     const policy = await readPolicy(c);
-    await writePolicy(c, prependRule(policy, ['  - name: trusted-kernel-image', '    match: { label: KERNELME }', '    action: kernel']));
+    // And a shared image in fstab the administrator wants sandboxed (the default sends root-only fstab images to the kernel).
+    await writePolicy(c, prependRule(policy, ['  - name: trusted-kernel-image', '    match: { label: KERNELME }', '    action: kernel', '  - name: shared-image', '    match: { label: SHARED }', '    action: fuse']));
     cursor = await journalCursor(c);
   });
 
@@ -249,5 +250,30 @@ EOF`);
     const again = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/home/alice/mnt']);
     expect(again.code, again.stderr).toBe(0);
     expect((await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt'])).code).toBe(0);
+  });
+  it("an /etc/fstab 'user' entry: mount(8) and umount(8) as alice go through the broker", async () => {
+    const c = e2e.container;
+    // A root-owned image alice cannot read: the administrator's fstab line is the grant.
+    await c.shOk('mkfs.vfat -C -n SHARED /srv/shared.img 4096 >/dev/null && chmod 600 /srv/shared.img && mkdir -p /mnt/shared /mnt/private'
+      + ' && echo "/srv/shared.img /mnt/shared fusegate user,noauto 0 0" >> /etc/fstab && echo "/srv/shared.img /mnt/private fusegate noauto 0 0" >> /etc/fstab');
+    const m = await inSession(c, 'alice', ['mount', '/mnt/shared']);
+    expect(m.code, m.stderr).toBe(0);
+    const row = await findmnt(c, '/mnt/shared');
+    expect(row).toMatchObject({ fstype: 'fuse.fusegate-vfat' });
+    expect(row!.options).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec', `user_id=${ALICE}`]));
+    expect(await utabOptions(c, '/mnt/shared')).toEqual(expect.arrayContaining([`x-fusegate.owner=${ALICE}`, 'user=alice']));
+    const w = await inSession(c, 'alice', ['sh', '-c', 'touch /mnt/shared/x && stat -c %u /mnt/shared/x']);
+    expect(w.stdout.trim(), w.stderr).toBe(String(ALICE));
+    // bob may not take it away; alice's umount(8) goes back through the broker.
+    const b = await inSession(c, 'bob', ['umount', '/mnt/shared']);
+    expect(b.code).not.toBe(0);
+    expect(await findmnt(c, '/mnt/shared')).not.toBeNull();
+    const u = await inSession(c, 'alice', ['umount', '/mnt/shared']);
+    expect(u.code, u.stderr).toBe(0);
+    expect(await findmnt(c, '/mnt/shared')).toBeNull();
+    // A line without 'user' stays root's.
+    const p = await inSession(c, 'alice', ['mount', '/mnt/private']);
+    expect(p.code).not.toBe(0);
+    expect(await findmnt(c, '/mnt/private')).toBeNull();
   });
 });
