@@ -4,6 +4,7 @@
  * session of that pid, whose active/remote state polkit decides on as well.
  */
 import type { Variant } from 'dbus-next';
+import type { SessionState } from '../policy/types';
 
 export interface BusCall {
   call(destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<unknown[]>;
@@ -25,7 +26,7 @@ export interface BusCaller {
   session: SessionState;
 }
 
-export type SessionState = 'active' | 'inactive' | 'remote' | 'none';
+export type { SessionState };
 
 export async function callerCredentials(bus: BusCall, sender: string): Promise<BusCaller> {
   const [creds] = (await bus.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetConnectionCredentials', 's', [sender])) as [Record<string, Variant>];

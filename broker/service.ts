@@ -333,7 +333,7 @@ export class Broker {
 
   private async runWorker(req: MountRequest & { openedBy: 'caller' | 'fstab' }, l: RequestLog, sourceFd: number, mountpointFd: number): Promise<string> {
     const wreq: WorkerRequest = {
-      caller: { uid: l.caller!.uid, gid: l.caller!.gid, groups: l.caller!.groups },
+      caller: { uid: l.caller!.uid, gid: l.caller!.gid, groups: l.caller!.groups, session: l.caller!.session },
       userName: userName(l.caller!.uid),
       sourceOpenedBy: req.openedBy,
       mountpoint: req.mountpoint!,

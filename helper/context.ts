@@ -90,6 +90,7 @@ export function contextForPins(args: HelperArgs, caller: Caller, source: Pinned,
       requestedType: args.requestedType,
       options: args.options,
       caller,
+      ...(caller.session !== undefined ? { session: caller.session } : {}),
     }, process.env.FUSEGATE_FSTAB ? { fstab: process.env.FUSEGATE_FSTAB } : {});
     mark('facts');
     const { policy, error } = loadPolicyForMount();
