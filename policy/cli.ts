@@ -51,7 +51,7 @@ OPTIONS
     --uid N         explain for user N (default: you); gid and groups from /etc/passwd and /etc/group
     --gid N         primary group (default: from --uid, or yours)
     --session S     the caller's session as the broker would see it: active,
-                    inactive, remote or none (what \`fusegate mount\` gets);
+                    inactive, remote or none (what 'fusegate mount' gets);
                     without it the session is unknown, as for mount(8)
     --groups LIST   supplementary group ids, comma-separated
     --policy FILE   policy to use (default: $FUSEGATE_POLICY, else ${DEFAULT_POLICY_PATH})
