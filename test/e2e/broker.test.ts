@@ -11,9 +11,11 @@
  * polkit rule that says no is honoured; without a session (no logind
  * session: polkit's allow_any) the sandboxed mount needs an administrator.
  */
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { e2eSkip } from './harness';
+import { type LoopDevice, attachLoop, e2eSkip, makeExt4Image } from './harness';
 import type { Container, ExecResult } from './container';
 import { findmnt, journalCursor, listUnits, waitForUnit, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
 import { containerSuite } from './suite';
@@ -41,7 +43,22 @@ function noSession(c: Container, user: string, argv: string[]): Promise<ExecResu
 }
 
 describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked broker', () => {
-  const e2e = containerSuite(() => ({ projectDir: REPO }));
+  // A device "udev gave alice" (uaccess): a loop device over an ext4 image the
+  // policy trusts to the kernel by its label. The container cannot make loop
+  // devices of its own (its /dev holds only what is bound in).
+  let scratch = '';
+  let loop: LoopDevice | undefined;
+  beforeAll(async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'fusegate-e2e-broker-'));
+    await makeExt4Image(join(scratch, 'kernel-dev.img'), { sizeMiB: 8, label: 'KERNELME' });
+    loop = await attachLoop(join(scratch, 'kernel-dev.img'));
+  });
+  afterAll(async () => {
+    await Promise.resolve().then(() => e2e.container.stop()).catch(() => undefined);
+    await loop?.detach();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+  const e2e = containerSuite(() => ({ projectDir: REPO, devices: [loop!.path] }));
   let cursor = '';
 
   beforeAll(async () => {
@@ -155,6 +172,36 @@ describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked brok
     expect(r.stderr).toContain("with the kernel's own driver, and that needs an administrator's authorization (polkit action org.fusegate.mount-kernel)");
     expect(r.stderr).toContain('ask your administrator');
     expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+
+  it('the kernel path with an administrator\'s grant (a polkit rule) mounts a device alice may read, nosuid,nodev', async () => {
+    const c = e2e.container;
+    await c.execOk(['chown', 'alice', loop!.path]);
+    await c.shOk(`cat > /etc/polkit-1/rules.d/20-alice-kernel.rules <<'EOF'
+polkit.addRule(function(action, subject) {
+  if (action.id == "org.fusegate.mount-kernel" && subject.user == "alice") return polkit.Result.YES;
+});
+EOF`);
+    try {
+      let r: ExecResult | undefined;
+      for (let i = 0; i < 20; i++) {
+        r = await inSession(c, 'alice', ['fusegate', 'mount', loop!.path, '/home/alice/mnt']);
+        if (r.code === 0 || !r.stderr.includes('org.fusegate.mount-kernel')) break;
+        await new Promise((res) => setTimeout(res, 500));
+      }
+      expect(r!.code, r!.stderr).toBe(0);
+      const row = await findmnt(c, '/home/alice/mnt');
+      expect(row).toMatchObject({ fstype: 'ext4' });
+      expect(row!.source).toBe(loop!.path);
+      expect(row!.options).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+      expect(await utabOptions(c, '/home/alice/mnt')).toEqual(expect.arrayContaining([`x-fusegate.owner=${ALICE}`, 'x-fusegate.rule=trusted-kernel-image']));
+      const u = await inSession(c, 'alice', ['fusegate', 'unmount', '/home/alice/mnt']);
+      expect(u.code, u.stderr).toBe(0);
+      expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+    } finally {
+      await c.shOk('rm -f /etc/polkit-1/rules.d/20-alice-kernel.rules');
+      await c.sh('umount /home/alice/mnt 2>/dev/null; true');
+    }
   });
 
   it('without a logind session the sandboxed mount needs an administrator (allow_any)', async () => {
