@@ -495,6 +495,12 @@ const INTROSPECTION = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object I
   <interface name="org.freedesktop.DBus.Introspectable"><method name="Introspect"><arg name="xml" type="s" direction="out"/></method></interface>
 </node>`;
 
+/** The worker's bundle with its code cache (scripts/bundle.js), or tsc's module where there is no bundle. */
+function workerProgram(): string {
+  const bundled = path.join(__dirname, 'worker-start.js');
+  return fs.existsSync(bundled) ? bundled : path.join(__dirname, 'worker-entry.js');
+}
+
 /** Entry point of fusegate-broker.service. */
 export async function main(): Promise<number> {
   const log = createLogger({ identifier: 'fusegate-broker', fallback: 'stderr' });
@@ -516,7 +522,7 @@ export async function main(): Promise<number> {
   });
   // The handler before the name: calls queued for the name while the bus
   // activated us arrive the moment it is ours.
-  new Broker(bus, dbus, log, stop, path.join(__dirname, 'worker.js')).start();
+  new Broker(bus, dbus, log, stop, workerProgram()).start();
   const reply = await bus.requestName(BUS_NAME, DBUS_NAME_FLAG_DO_NOT_QUEUE);
   if (reply !== 1) {
     log.error(`cannot own ${BUS_NAME} on the system bus (RequestName answered ${reply}): another broker runs?`);

@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import { createLogger, type Logger } from '../lib/log';
 import * as native from '../lib/native';
-import { timeoutMs, timeoutMsOrDefault, TIMEOUTS } from '../lib/timeouts';
+import { timeoutMs } from '../lib/timeouts';
 import { applyForced, mountOptionsOf } from '../policy/options';
 import type { HelperArgs } from '../helper/args';
 import { contextForPins, releaseContext, type MountContext } from '../helper/context';
@@ -223,18 +223,4 @@ export async function runWorker(requestJson: string): Promise<number> {
   } finally {
     releaseContext(ctx);
   }
-}
-
-/** Entry point: `node broker/worker.js REQUEST-JSON`, started by the broker only. */
-if (require.main === module) {
-  // The last resort, as the helper's: whatever hangs, the worker ends and undoes its mount.
-  const limit = 2 * timeoutMsOrDefault('mount') + TIMEOUTS.mountGrace.defaultMs;
-  native.watchdogArm(limit, `fusegate-broker worker: gave up after ${limit / 1000} s`);
-  runWorker(process.argv[2] ?? '{}').then(
-    (code) => native.exitNow(code),
-    (err: unknown) => {
-      send({ result: { outcome: 'failed', message: `internal error: ${(err as Error)?.message ?? String(err)}`, hint: null } });
-      native.exitNow(MountExit.INTERNAL);
-    },
-  );
 }

@@ -27,6 +27,8 @@ const PROGRAMS = [
   ['helper/entry.ts', 'dist/helper/mount.fusegate.js', []],
   ['helper/umount-entry.ts', 'dist/helper/umount.fusegate.js', []],
   ['sandbox/adapter.ts', 'dist/sandbox/adapter-start.js', ['--jitless', '--no-expose-wasm']],
+  // The broker's per-mount worker: one Node start-up per user mount.
+  ['broker/worker-entry.ts', 'dist/broker/worker-start.js', []],
 ];
 
 function loaderSource(bundleName) {

@@ -290,7 +290,7 @@ EOF`);
       expect((await c.exec(['grep', '-q', '/home/alice/mnt', '/run/mount/utab'])).code).not.toBe(0);
       // Its workers went with it (the unit's cgroup), and the next call starts a new broker.
       // ([w]: not matching nsenter's own command line, which holds the pattern)
-      expect((await c.exec(['pgrep', '-f', 'dist/broker/[w]orker.js'])).code).not.toBe(0);
+      expect((await c.exec(['pgrep', '-f', 'dist/broker/[w]orker'])).code).not.toBe(0);
     } finally {
       await c.shOk('rm -rf /etc/systemd/system/fusegate-vfat@.service.d && systemctl daemon-reload');
     }
