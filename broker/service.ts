@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Message as DBusMessage, MessageBus } from 'dbus-next';
-import { connectSystemBus } from '../lib/dbus/bus';
+import { connectSystemBus, messageFds } from '../lib/dbus/bus';
 import { createLogger, Priority, type Logger } from '../lib/log';
 import { readMountinfo } from '../lib/mountinfo';
 import * as native from '../lib/native';
@@ -31,6 +31,17 @@ import { checkAuthorization } from './polkit';
 import { checkPath, fdAccess, mountDirName, parseMountRequest, USER_OPTIONS, type MountRequest } from './request';
 import { entryOptions, specPath, userEntryFor } from './fstab';
 import { MOUNTPOINT_FD, SOURCE_FD, type WorkerDecision, type WorkerRequest, type WorkerResult } from './worker';
+
+/** Each method's argument signature, checked before the arguments are read. */
+const SIGNATURES: Record<string, string> = { Mount: 'hsa{sv}', MountFstab: 's', Unmount: 's', List: '' };
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // closed already
+  }
+}
 
 /** Exit after this long without a request: the bus starts the broker again for the next one. */
 export const IDLE_MS = 30_000;
@@ -115,6 +126,13 @@ export class Broker {
     };
     const handler = handlers[msg.member ?? ''];
     if (!handler) return false;
+    // The arguments' types, before anything reads them (an fd where a string should be, …).
+    const want = SIGNATURES[msg.member!]!;
+    if ((msg.signature ?? '') !== want) {
+      this.bus.send(this.dbus.Message.newError(msg as never, ERROR.invalidArgs, `${msg.member} takes (${want}), not (${msg.signature ?? ''})`));
+      for (const fd of messageFds(msg)) closeQuietly(fd);
+      return true;
+    }
     this.inFlight++;
     clearTimeout(this.idleTimer);
     const l: RequestLog = { caller: null, action: null, polkit: 'not asked' };
@@ -129,14 +147,8 @@ export class Broker {
         this.journal(msg.member!, l, e.errorName.replace(/^.*\./, '').toLowerCase(), e.message);
       },
     ).finally(() => {
-      // fds that came with the message and nobody took
-      for (const fd of (msg as unknown as { body: unknown[] }).body.filter((_, i) => msg.signature?.[i] === 'h') as number[]) {
-        try {
-          fs.closeSync(fd);
-        } catch {
-          // closed already
-        }
-      }
+      // every fd that came with the message (the worker has its own copies)
+      for (const fd of messageFds(msg)) closeQuietly(fd);
       this.inFlight--;
       this.armIdle();
     });

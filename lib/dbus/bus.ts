@@ -68,12 +68,16 @@ export async function connectSystemBus(timeoutMs: number): Promise<MessageBus> {
         stream,
         (raw: unknown) => {
           let m: unknown;
+          // The fds that came with this message, all of them, for its receiver to close (messageFds()).
+          const fds = stream.takeMessageFds();
           try {
             m = new Message(messageToJsFmt(raw));
           } catch (err) {
+            for (const fd of fds) closeQuietly(fd);
             conn.emit('error', err);
             return;
           }
+          (m as { unixFds?: number[] }).unixFds = fds;
           conn.emit('message', m);
         },
         {},
@@ -96,4 +100,17 @@ export async function connectSystemBus(timeoutMs: number): Promise<MessageBus> {
     clearTimeout(timer);
   }
   return bus;
+}
+
+/** Every fd that arrived with a message (connectSystemBus's connections record them); the receiver owns them. */
+export function messageFds(msg: unknown): number[] {
+  return (msg as { unixFds?: number[] }).unixFds ?? [];
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    require('node:fs').closeSync(fd);
+  } catch {
+    // closed already
+  }
 }

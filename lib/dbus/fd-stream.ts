@@ -19,6 +19,9 @@
  * that the count matches what the sender attached). All of a message's fds
  * have arrived once all its bytes have. So received fds go into one queue,
  * and each message body dbus-next reads takes exactly its count from it.
+ * lib/dbus/bus.ts hands them to the Message as `unixFds`: its receiver
+ * closes them all, whatever the signature claims (an fd at an index the
+ * signature does not name would otherwise stay open for good).
  */
 import { Duplex } from 'node:stream';
 import * as fs from 'node:fs';
@@ -89,6 +92,15 @@ export class FdStream extends Duplex {
   private begun = false;
   /** after a header read: what the body read needs to find the message's fds */
   private header: { fieldsLength: number; littleEndian: boolean } | null = null;
+  /** the fds of the message body read last: dbus-next turns it into a Message before it reads on */
+  private lastFds: number[] = [];
+
+  /** The fds that came with the message just parsed (each exactly once): its receiver closes them. */
+  takeMessageFds(): number[] {
+    const fds = this.lastFds;
+    this.lastFds = [];
+    return fds;
+  }
   private reading = false;
   private shut = false;
 
@@ -129,10 +141,10 @@ export class FdStream extends Duplex {
       return null;
     }
     const fds = this.queue.splice(0, fields.unixFds);
-    if (fds.length > 0 && !fields.signature.includes('h')) {
-      // fds no argument names: nobody would ever close them
-      for (const fd of fds) fs.closeSync(fd);
-    } else if (fds.length > 0) buf.fds = fds;
+    // Any fds of the previous message nobody took: close them, or they leak.
+    for (const fd of this.takeMessageFds()) closeQuietly(fd);
+    if (fds.length > 0) buf.fds = fds;
+    this.lastFds = fds;
     return buf;
   }
 
@@ -217,7 +229,7 @@ export class FdStream extends Duplex {
   private close(): void {
     if (this.shut) return;
     this.shut = true;
-    for (const fd of this.queue.splice(0)) fs.closeSync(fd);
+    for (const fd of [...this.queue.splice(0), ...this.takeMessageFds()]) closeQuietly(fd);
     if (!this.reading) this.closeSocket();
   }
 
@@ -227,5 +239,13 @@ export class FdStream extends Duplex {
     if (this.socketClosed) return;
     this.socketClosed = true;
     fs.closeSync(this.fd);
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // closed already
   }
 }

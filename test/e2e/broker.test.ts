@@ -158,6 +158,14 @@ describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked brok
     expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
   });
 
+  it('a call with the wrong argument types is refused before anything reads them', async () => {
+    const c = e2e.container;
+    const r = await inSession(c, 'alice', ['busctl', 'call', 'org.fusegate.Mount1', '/org/fusegate/Mount1', 'org.fusegate.Mount1', 'Mount', 'ssa{sv}', '/etc/shadow', '/home/alice/mnt', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('Mount takes (hsa{sv}), not (ssa{sv})');
+    expect(await findmnt(c, '/home/alice/mnt')).toBeNull();
+  });
+
   it('a mountpoint alice does not own is refused', async () => {
     const c = e2e.container;
     const r = await inSession(c, 'alice', ['fusegate', 'mount', '/home/alice/alice.img', '/tmp']);

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Message as DBusMessage, MessageBus } from 'dbus-next';
-import { connectSystemBus } from '../../lib/dbus/bus';
+import { connectSystemBus, messageFds } from '../../lib/dbus/bus';
 import { fdAccess } from '../../broker/request';
 
 const haveDaemon = spawnSync('dbus-daemon', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -44,10 +44,13 @@ describe.skipIf(!haveDaemon)('fd passing over D-Bus', () => {
       service.addMethodHandler((m: DBusMessage) => {
         if (m.interface !== 'org.fusegate.Test') return false;
         if (m.member === 'Echo') {
-          service.send(dbus.Message.newMethodReturn(m, 's', [m.body[0]]));
+          // a message without fds has none recorded
+          service.send(dbus.Message.newMethodReturn(m, 's', [messageFds(m).length === 0 ? m.body[0] : 'fds on an Echo!']));
           return true;
         }
         const fd = m.body[0] as number;
+        // the message records exactly the fds that came with it, for its receiver to close
+        if (JSON.stringify(messageFds(m)) !== JSON.stringify([fd])) throw new Error(`message fds ${messageFds(m)} but body ${fd}`);
         const st = fs.fstatSync(fd);
         const access = fdAccess(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
         const text = fs.readFileSync(fd, 'utf8');
