@@ -6,6 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { brokerUnit, dbusActivation, dbusPolicy, polkitActions } from '../../broker/files';
 import { ACTION, BUS_NAME, UNIT_NAME } from '../../broker/names';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { reviewedBrokerFiles } from '../../admin/write-units';
 
 describe('broker files', () => {
   it('activation goes through systemd to the unit that owns the name', () => {
@@ -37,5 +40,11 @@ describe('broker files', () => {
     expect(defaults(ACTION.mountSandboxed)).toEqual(['auth_admin', 'auth_admin', 'yes']);
     expect(defaults(ACTION.mountKernel)).toEqual(['auth_admin_keep', 'auth_admin_keep', 'auth_admin_keep']);
     expect(defaults(ACTION.unmountOthers)).toEqual(['auth_admin', 'auth_admin', 'auth_admin']);
+  });
+  it('units/broker/ holds exactly what install writes, for review', () => {
+    const dir = path.resolve(__dirname, '../../units/broker');
+    const files = reviewedBrokerFiles();
+    expect(fs.readdirSync(dir).sort()).toEqual(files.map((f) => f.name).sort());
+    for (const f of files) expect(fs.readFileSync(path.join(dir, f.name), 'utf8'), f.name).toBe(f.text);
   });
 });
