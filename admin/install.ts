@@ -29,6 +29,8 @@ import {
 } from './paths';
 import { inactiveUnits, systemctl, systemdRunning } from './systemctl';
 import { allUnits, SLICE, socketServices } from './units';
+import { brokerSharedFiles, brokerUnit } from '../broker/files';
+import { UNIT_NAME as BROKER_UNIT } from '../broker/names';
 
 export type { Io } from '../lib/output';
 
@@ -192,6 +194,8 @@ class Installer {
   readonly source: string;
   /** unit files this run wrote: systemd must re-read them */
   unitsChanged = false;
+  /** the broker's bus policy or activation file changed: a running dbus-daemon re-reads them on reload */
+  busPolicyChanged = false;
   /** socket units this run rewrote: a running one keeps its old settings until restarted */
   readonly changedSockets: string[] = [];
 
@@ -229,6 +233,7 @@ class Installer {
       for (const s of this.old.symlinks) if (!this.m.symlinks.some((x) => x.path === s.path) && isOurLink(this.w, s.path)) this.m.symlinks.push(s);
     }
     this.units();
+    this.broker();
     this.manPages();
     this.removeStale();
   }
@@ -370,6 +375,23 @@ class Installer {
     }
   }
 
+  /**
+   * The broker for ordinary users (broker/files.ts): its bus policy and
+   * activation file, its unit and the polkit actions. Nothing is enabled:
+   * the bus starts it on the first call.
+   */
+  private broker(): void {
+    const unitPath = `${UNIT_DIR}/${BROKER_UNIT}`;
+    const files = [...brokerSharedFiles(), { path: unitPath, text: brokerUnit({ libDir: LIB_DIR, node: this.opts.node ?? process.execPath }) }];
+    const results = files.map((f) => {
+      this.m.files.push(f.path);
+      return this.w.writeFile(f.path, Buffer.from(f.text), 0o644);
+    });
+    if (results[results.length - 1] === 'installed') this.unitsChanged = true;
+    if (results.slice(0, -1).includes('installed')) this.busPolicyChanged = true;
+    this.r.line(results.includes('installed') ? 'installed' : 'unchanged', `broker ${this.show(unitPath)} (bus-activated org.fusegate.Mount1, its D-Bus policy and polkit actions)`);
+  }
+
   /** What the previous install made and this one no longer does (files of an older version, links the policy dropped). */
   private removeStale(): void {
     if (!this.old) return;
@@ -398,6 +420,8 @@ class Installer {
       this.r.note(`would run: systemctl daemon-reload; systemctl enable --now ${sockets.join(' ')}`);
       return;
     }
+    // A running bus learns the broker's name and who may call it (dbus-daemon does not always notice new files itself).
+    if (this.busPolicyChanged && inactiveUnits(['dbus.service']).length === 0) this.runSystemctl([['reload', 'dbus.service']]);
     // Only what is needed, so a second install changes nothing here either.
     const steps: string[][] = [];
     if (this.unitsChanged) steps.push(['daemon-reload']);

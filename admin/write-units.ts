@@ -11,14 +11,31 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseCommandLine, UsageError } from '../lib/cli-args';
 import { processIo } from '../lib/output';
-import { allUnits } from './units';
+import { allUnits, DEFAULT_UNIT_PATHS } from './units';
+import { brokerSharedFiles, brokerUnit } from '../broker/files';
+import { UNIT_NAME as BROKER_UNIT } from '../broker/names';
 
 export function writeUnits(dir: string): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  return allUnits().map((u) => {
+  const written = allUnits().map((u) => {
     fs.writeFileSync(path.join(dir, u.name), u.text);
     return u.name;
   });
+  // The broker's unit and system files, for review beside the backends' (broker/files.ts).
+  fs.mkdirSync(path.join(dir, 'broker'), { recursive: true });
+  for (const f of reviewedBrokerFiles()) {
+    fs.writeFileSync(path.join(dir, 'broker', f.name), f.text);
+    written.push(`broker/${f.name}`);
+  }
+  return written;
+}
+
+/** The broker's files as `fusegate install` writes them, named by their basename. */
+export function reviewedBrokerFiles(): Array<{ name: string; text: string }> {
+  return [
+    { name: BROKER_UNIT, text: brokerUnit({ libDir: DEFAULT_UNIT_PATHS.libDir, node: DEFAULT_UNIT_PATHS.node }) },
+    ...brokerSharedFiles().map((f) => ({ name: path.posix.basename(f.path), text: f.text })),
+  ];
 }
 
 function main(args: string[]): number {

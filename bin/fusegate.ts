@@ -28,6 +28,11 @@ Commands:
         check everything a sandboxed mount needs, with a fix for each problem
   status [--json]
         list active sandboxed mounts: source, mountpoint, backend, unit, pid, memory
+  mount [-r] [-t TYPE] [-o OPTS] SOURCE [DIR]
+        as an ordinary user: mount an image or device you can read, through
+        the broker (polkit decides; default DIR /run/media/$USER/<label>)
+  unmount DIR
+        as an ordinary user: unmount what you mounted
   help  show this text
   --version, -V
         print fusegate's version
@@ -43,6 +48,8 @@ const SUBCOMMANDS: Record<string, () => Subcommand> = {
   uninstall: () => require('../admin/install').uninstallMain,
   doctor: () => require('../admin/doctor').main,
   status: () => require('../admin/status').main,
+  mount: () => require('../broker/client').mountMain,
+  unmount: () => require('../broker/client').unmountMain,
 };
 
 async function main(argv: string[]): Promise<number> {

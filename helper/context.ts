@@ -41,15 +41,13 @@ export function callerOf(): Caller {
  * Refuses callers who are not root. An /etc/fstab line with `user` or
  * `users` does not make us root: mount(8) is set-uid, but libmount drops to
  * the caller's real uid before it execs a helper, so such a mount arrives
- * here as the ordinary user and is refused. fstab `user` mounts are not
- * supported yet; a privileged broker for ordinary users is future work.
- * Until then udisks2 (which runs mount(8) as root) or an administrator
- * mounts for them.
+ * here as the ordinary user. Ordinary users mount through the broker
+ * (`fusegate mount`, broker/), which polkit and the policy authorize.
  */
 export function requireRoot(caller: Caller): void {
   requireRootIds(
     'only root may mount through fusegate for now',
-    "/etc/fstab 'user' mounts are not supported yet (mount(8) runs helpers for them as you, not root); mount it with udisksctl, or ask an administrator to",
+    "as an ordinary user, mount it with 'fusegate mount SOURCE [DIR]' (or udisksctl), or ask an administrator to",
     { uid: caller.uid, euid: process.geteuid!() },
   );
 }
@@ -69,6 +67,21 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
   try {
     mountpoint = pinMountpoint(args.mountpoint, caller);
     mark('pinned');
+  } catch (err) {
+    fs.closeSync(source.fd);
+    throw err;
+  }
+  return contextForPins(args, caller, source, mountpoint);
+}
+
+/**
+ * The context for a source and mountpoint already pinned: by buildContext
+ * from the command line's paths, or by the broker (broker/worker.ts) from
+ * the fd its client opened with the user's rights. Takes ownership of both
+ * fds: closes them if it throws.
+ */
+export function contextForPins(args: HelperArgs, caller: Caller, source: Pinned, mountpoint: Pinned): MountContext {
+  try {
     // Facts about the pinned inode, not about whatever the path names now.
     const facts = gatherFacts({
       source: args.source,
@@ -77,6 +90,7 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
       requestedType: args.requestedType,
       options: args.options,
       caller,
+      ...(caller.session !== undefined ? { session: caller.session } : {}),
     }, process.env.FUSEGATE_FSTAB ? { fstab: process.env.FUSEGATE_FSTAB } : {});
     mark('facts');
     const { policy, error } = loadPolicyForMount();
@@ -97,7 +111,7 @@ export function buildContext(args: HelperArgs, caller: Caller): MountContext {
     };
   } catch (err) {
     fs.closeSync(source.fd);
-    if (mountpoint) fs.closeSync(mountpoint.fd);
+    fs.closeSync(mountpoint.fd);
     throw err;
   }
 }

@@ -22,6 +22,7 @@ import { timeoutMs } from '../lib/timeouts';
 import { guardPathsThroughFuse } from './watchdog';
 import { claimStorage, type Claim } from './one-writer';
 import { mismatchWords, noFilesystemWords } from '../policy/probe-words';
+import { forwardUserMount } from './fstab-user';
 
 function say(line: string): void {
   writeOut(2, `mount.fusegate: ${line}\n`);
@@ -74,6 +75,15 @@ function printTrace(ctx: MountContext): void {
 
 async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number, hooks: HelperHooks): Promise<number> {
   const caller = callerOf();
+  // An fstab `user`/`users` entry arrives as the user: the broker mounts it (helper/fstab-user.ts).
+  if (caller.uid !== 0 || process.geteuid!() !== 0) {
+    const forwarded = await forwardUserMount(args.mountpoint, say);
+    if (forwarded !== null) {
+      // The broker's answer is the decision: the launcher must not fall back on its own rule.
+      signalDecided();
+      return forwarded;
+    }
+  }
   requireRoot(caller);
   // Before SOURCE and DIR are touched: a FUSE server on their way that never
   // answers would hold the helper where only the watchdog's abort frees it.
@@ -160,30 +170,14 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
     // The sandboxed check before a read-write mount (docs/preflight.md); loaded
     // only here, so the kernel and deny paths and read-only mounts never pay for it.
     if (!d.readOnly && d.preflight.mode !== 'none') {
-      const { runPreflight } = await import('./preflight.js');
+      const { runPreflight, logPreflight } = await import('./preflight.js');
       const pf = await runPreflight(ctx, deadline);
       mark('preflight');
-      const v = pf.verdict;
-      log.log(pf.action === 'read-write' ? Priority.INFO : Priority.WARNING, `preflight ${d.preflight.mode}: ${args.source} is ${v.verdict}${v.repaired ? ', repaired' : ''}: ${pf.action}`, {
-        FUSEGATE_RULE: d.rule,
-        FUSEGATE_SOURCE: args.source,
-        FUSEGATE_FSTYPE: d.fsType,
-        FUSEGATE_BACKEND: d.backend,
-        FUSEGATE_PREFLIGHT: d.preflight.mode,
-        FUSEGATE_PREFLIGHT_FORCE: d.preflight.force,
-        FUSEGATE_PREFLIGHT_VERDICT: v.verdict,
-        FUSEGATE_PREFLIGHT_REPAIRED: v.repaired,
-        FUSEGATE_PREFLIGHT_ACTION: pf.action,
-        FUSEGATE_PREFLIGHT_MS: v.elapsedMs,
-        FUSEGATE_CHECKER: v.checker || null,
-        FUSEGATE_CHECKER_EXIT: v.exitCode,
-        FUSEGATE_CHECKER_SAID: pf.said,
-        FUSEGATE_CHECKER_OUTPUT: v.words,
-      });
+      logPreflight(log, d, args.source, pf);
       if (pf.line !== null) say(pf.line);
       if (pf.action === 'refused') {
         if (pf.hint !== null) say(pf.hint);
-        outcome('refused', { FUSEGATE_ERROR: pf.line, FUSEGATE_PREFLIGHT_VERDICT: v.verdict });
+        outcome('refused', { FUSEGATE_ERROR: pf.line, FUSEGATE_PREFLIGHT_VERDICT: pf.verdict.verdict });
         return MountExit.FAILURE;
       }
       if (pf.action === 'read-only' && pf.hint !== null) say(pf.hint);

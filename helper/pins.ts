@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import { FusegateError, MountExit } from '../lib/errors';
 import * as native from '../lib/native';
+import type { SessionState } from '../policy/types';
 
 const O_PATH = 0o10000000;
 
@@ -28,6 +29,8 @@ export interface Caller {
   uid: number;
   gid: number;
   groups: number[];
+  /** the caller's logind session, when the broker asked logind (policy fact `session`) */
+  session?: SessionState;
 }
 
 function pin(file: string, caller: Caller, what: string): Pinned {

@@ -23,6 +23,7 @@ import { decodeVerdict, encodeRequest, MAX_PREFLIGHT_MESSAGE, type VerdictMessag
 import { checkSocketPath } from '../lib/preflight/socket';
 import { mountOptionsOf } from '../policy/options';
 import type { Decision } from '../policy/types';
+import { Priority, type Logger } from '../lib/log';
 import type { MountContext } from './context';
 
 /** Time kept for the mount itself after the checker's deadline. */
@@ -158,4 +159,29 @@ export function actOn(ctx: Pick<MountContext, 'args' | 'decision'>, v: VerdictMe
 /** Runs the preflight the decision asks for. */
 export async function runPreflight(ctx: MountContext, deadline: number): Promise<PreflightResult> {
   return actOn(ctx, await askChecker(ctx, deadline));
+}
+
+/**
+ * The journal entry of one preflight, for every front end that runs one (the
+ * helper, the broker's worker): the checker's verdict, what was done, and
+ * the checker's own words. `d` is the decision the preflight was run for.
+ */
+export function logPreflight(log: Logger, d: Decision, source: string, pf: PreflightResult): void {
+  const v = pf.verdict;
+  log.log(pf.action === 'read-write' ? Priority.INFO : Priority.WARNING, `preflight ${d.preflight.mode}: ${source} is ${v.verdict}${v.repaired ? ', repaired' : ''}: ${pf.action}`, {
+    FUSEGATE_RULE: d.rule,
+    FUSEGATE_SOURCE: source,
+    FUSEGATE_FSTYPE: d.fsType,
+    FUSEGATE_BACKEND: d.backend,
+    FUSEGATE_PREFLIGHT: d.preflight.mode,
+    FUSEGATE_PREFLIGHT_FORCE: d.preflight.force,
+    FUSEGATE_PREFLIGHT_VERDICT: v.verdict,
+    FUSEGATE_PREFLIGHT_REPAIRED: v.repaired,
+    FUSEGATE_PREFLIGHT_ACTION: pf.action,
+    FUSEGATE_PREFLIGHT_MS: v.elapsedMs,
+    FUSEGATE_CHECKER: v.checker || null,
+    FUSEGATE_CHECKER_EXIT: v.exitCode,
+    FUSEGATE_CHECKER_SAID: pf.said,
+    FUSEGATE_CHECKER_OUTPUT: v.words,
+  });
 }

@@ -13,7 +13,7 @@ import { abortAndDetach } from './fuse-mount';
 import { instanceForClient, instanceProcesses } from '../lib/instance';
 import { TIMEOUTS } from '../lib/timeouts';
 import { guardNewMount } from './watchdog';
-import { ServiceFailed, HelperSession, type SessionEvent, type SessionResult } from './helper-session';
+import { KERNEL_MECHANISM, ServiceFailed, HelperSession, type SessionEvent, type SessionMechanism, type SessionResult } from './helper-session';
 
 export interface SandboxOutcome {
   result: SessionResult;
@@ -56,6 +56,8 @@ export async function sandboxMount(
   ctx: MountContext,
   deadline: number,
   onEvent: (e: SessionEvent) => void,
+  /** how the session opens files: the broker's fstab path reopens the source as root (broker/worker.ts) */
+  mechanism: SessionMechanism = KERNEL_MECHANISM,
 ): Promise<SandboxOutcome> {
   const { args, decision } = ctx;
   if (!ctx.socket || !decision.backend) throw new FusegateError('internal: sandbox path without a backend', { exitCode: MountExit.INTERNAL });
@@ -90,6 +92,7 @@ export async function sandboxMount(
         deadline,
       },
       onEvent,
+      mechanism,
     );
     const result = await session.run();
     // From here a mount exists: should the watchdog fire, it undoes it.

@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import { constants } from 'node:os';
 import { helperWords, UsageError, type HelperWord } from './args';
 import { abortConnection } from './fusectl';
+import { forwardUserUnmount } from './fstab-user';
 
 const SIGKILL = constants.signals.SIGKILL;
 
@@ -152,7 +153,12 @@ export async function runUmountHelper(argv: string[]): Promise<number> {
     say('exactly one DIR is required');
     return MountExit.USAGE;
   }
-  requireRoot('only root may unmount sandboxed mounts for now', undefined);
+  if (process.getuid!() !== 0 || process.geteuid!() !== 0) {
+    // a user's fstab `user` mount, made by the broker: the broker unmounts it (helper/fstab-user.ts)
+    const forwarded = await forwardUserUnmount(positional[0]!, say);
+    if (forwarded !== null) return forwarded;
+  }
+  requireRoot('only root may unmount sandboxed mounts', "an ordinary user unmounts what the broker mounted with 'fusegate unmount DIR'");
   // Read before unmounting: a bad value is a usage error, not a surprise afterwards.
   const timeoutS = timeoutMs('umountWait') / 1000;
   const target = positional[0]!;

@@ -7,6 +7,8 @@ import { isHelpWord, parseCommandLine, stringValue, stringValues, UsageError } f
 import { MountExit } from '../lib/errors';
 import { processIo } from '../lib/output';
 import { Accounts } from './etc';
+import { SESSIONS } from './schema';
+import type { SessionState } from './types';
 import { machineAvailability } from '../lib/availability';
 import { decide, resolveFallback } from './decide';
 import { formatDiagnostic, formatExplanation, type Explanation } from './explain';
@@ -24,7 +26,7 @@ NAME
 SYNOPSIS
     fusegate policy check [FILE] [--json]
     fusegate policy explain SOURCE [MOUNTPOINT] [-t TYPE] [-o OPTIONS]
-                            [--uid N] [--gid N] [--groups N,N...]
+                            [--uid N] [--gid N] [--groups N,N...] [--session S]
                             [--policy FILE] [--json]
 
 DESCRIPTION
@@ -48,6 +50,9 @@ OPTIONS
     -o OPTIONS      requested mount options, comma-separated
     --uid N         explain for user N (default: you); gid and groups from /etc/passwd and /etc/group
     --gid N         primary group (default: from --uid, or yours)
+    --session S     the caller's session as the broker would see it: active,
+                    inactive, remote or none (what 'fusegate mount' gets);
+                    without it the session is unknown, as for mount(8)
     --groups LIST   supplementary group ids, comma-separated
     --policy FILE   policy to use (default: $FUSEGATE_POLICY, else ${DEFAULT_POLICY_PATH})
     --json          one JSON document on standard output, for scripts
@@ -138,6 +143,7 @@ const EXPLAIN_OPTIONS = {
   uid: { type: 'string' },
   gid: { type: 'string' },
   groups: { type: 'string' },
+  session: { type: 'string' },
   policy: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -171,6 +177,11 @@ function explain(args: string[], factEnv: FactEnv, out: (s: string) => void): nu
   };
   if (positional[1] !== undefined) req.mountpoint = positional[1];
   if (type !== undefined) req.requestedType = type;
+  const session = stringValue(v, 'session');
+  if (session !== undefined) {
+    if (!(SESSIONS as readonly string[]).includes(session)) throw new UsageError(`--session takes one of ${SESSIONS.join(', ')}`);
+    req.session = session as SessionState;
+  }
 
   const { policy, error } = loadPolicyForMount(policyFile, { cacheDir: null });
   const facts = gatherFacts(req, factEnv);

@@ -46,7 +46,7 @@ function factRows(f: Facts): Array<[string, Fact<unknown>]> {
     ['removable', f.removable], ['fixed_disk', f.fixedDisk],
     ['fstab', f.fstab], ['fstab_match', f.fstabMatch], ['mountpoint', f.mountpoint],
     ['image_owner', f.imageOwner], ['image_mode', f.imageMode], ['image_root_only', f.imageRootOnly],
-    ['user', f.user], ['group', f.groups], ['uhelper', f.uhelper], ['options', f.options],
+    ['user', f.user], ['group', f.groups], ['uhelper', f.uhelper], ['session', f.session], ['options', f.options],
     ['has_backend', f.hasBackend],
   ];
 }

@@ -156,6 +156,7 @@ export function gatherFacts(req: MountRequest, envIn: FactEnv = {}): Facts {
     groups: fact(accounts.groupNames([req.caller.gid, ...req.caller.groups.filter((g) => g !== req.caller.gid)]),
       `caller gid and groups, names from ${env.group}`),
     uhelper: fact(uhelperOpt === undefined ? null : uhelperOpt.slice('uhelper='.length), 'caller -o uhelper='),
+    session: fact(req.session ?? null, req.session === undefined ? 'not known: not a broker request' : 'logind, asked by the broker'),
     options: fact([...req.options], 'caller -o'),
     hasBackend: fact(hasBackend, 'lib/backends.ts'),
     notes,

@@ -81,6 +81,7 @@ export function viewFacts(f: Facts): FactView {
     uhelper: f.uhelper.value,
     fstab_match: f.fstabMatch.value,
     image_mode: f.imageMode.value,
+    session: f.session.value,
   };
   const bools: FactView['bools'] = {
     loop: f.loop.value,

@@ -4,7 +4,7 @@
  * keeping the tables here means a new key cannot be accepted by one and
  * unknown to another.
  */
-import type { Action, Bus, Defaults, Fallback, FstabMatch, MatchKey, OnRefused, PreflightMode, SourceKind } from './types';
+import type { Action, Bus, Defaults, Fallback, FstabMatch, MatchKey, OnRefused, PreflightMode, SessionState, SourceKind } from './types';
 
 export const POLICY_VERSION = 1;
 export const DEFAULT_POLICY_PATH = '/etc/fusegate/policy.yaml';
@@ -20,6 +20,7 @@ export const BUSES: readonly Bus[] = [
   'nvme', 'ata', 'virtio', 'xen', 'scsi', 'virtual', 'unknown',
 ];
 export const KINDS: readonly SourceKind[] = ['block', 'image', 'other', 'missing'];
+export const SESSIONS: readonly SessionState[] = ['active', 'inactive', 'remote', 'none'];
 export const FSTAB_MATCHES: readonly FstabMatch[] = ['path', 'uuid', 'label', 'partuuid', 'partlabel', 'id'];
 
 /**
@@ -65,6 +66,7 @@ export const MATCH_KEYS: Readonly<Record<MatchKey, MatchKeySpec>> = {
   image_owner: { kind: 'ids', about: 'owner of the image file (or of the file behind a loop device), by name or uid' },
   image_mode: { kind: 'glob', about: 'permission bits of the image file in octal, e.g. "0644"' },
   image_root_only: { kind: 'bool', about: 'only root can write the image file (owner root, no group/other write, root-only directories)' },
+  session: { kind: 'enum', values: SESSIONS, about: "the caller's logind session as polkit sees it (broker requests only; unknown for mount(8), udisks2, fstab)" },
 };
 
 export const TOP_KEYS = ['version', 'intercept', 'defaults', 'rules'] as const;

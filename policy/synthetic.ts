@@ -4,7 +4,7 @@
  * 'synthetic' so an explanation built from them cannot pass for a real probe.
  */
 import { backendsForType } from '../lib/backends';
-import type { Bus, Facts, FstabMatch, IdName, SourceKind } from './types';
+import type { Bus, Facts, FstabMatch, IdName, SessionState, SourceKind } from './types';
 
 export interface SyntheticFacts {
   source?: string;
@@ -30,6 +30,7 @@ export interface SyntheticFacts {
   user?: IdName;
   groups?: IdName[];
   options?: string[];
+  session?: SessionState | null;
 }
 
 export function syntheticFacts(s: SyntheticFacts = {}): Facts {
@@ -69,6 +70,7 @@ export function syntheticFacts(s: SyntheticFacts = {}): Facts {
     user: f(s.user ?? { id: 1000, name: 'alice' }),
     groups: f(s.groups ?? [{ id: 1000, name: 'alice' }]),
     uhelper: f(uhelper === undefined ? null : uhelper.slice('uhelper='.length)),
+    session: f(s.session ?? null),
     options: f(options),
     hasBackend: f(type !== null && backendsForType(type).length > 0),
     notes: [],

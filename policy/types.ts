@@ -39,7 +39,15 @@ export interface MountRequest {
   /** -o split on commas, raw */
   options: string[];
   caller: { uid: number; gid: number; groups: number[] };
+  /** the caller's logind session as polkit sees it: known only for the broker's requests */
+  session?: SessionState;
 }
+
+/**
+ * A caller's logind session as polkit judges it: on a seat and active or
+ * inactive, remote (or without a seat: polkit's allow_any), or none at all.
+ */
+export type SessionState = 'active' | 'inactive' | 'remote' | 'none';
 
 export interface IdName {
   id: number;
@@ -94,6 +102,8 @@ export interface Facts {
   /** primary group first, then supplementary groups */
   groups: Fact<IdName[]>;
   uhelper: Fact<string | null>;
+  /** the caller's session (broker requests); null when not known: mount(8), udisks2 and fstab mounts */
+  session: Fact<SessionState | null>;
   options: Fact<string[]>;
   /** a backend in lib/backends.ts serves the probed type */
   hasBackend: Fact<boolean>;
@@ -117,7 +127,8 @@ export type MatchKey =
   | 'type' | 'requested_type' | 'uuid' | 'partuuid' | 'label' | 'kind' | 'loop'
   | 'backing_file' | 'source' | 'mountpoint' | 'bus' | 'removable' | 'fstab'
   | 'has_backend' | 'uhelper' | 'user' | 'group' | 'options'
-  | 'fstab_match' | 'fixed_disk' | 'image_owner' | 'image_mode' | 'image_root_only';
+  | 'fstab_match' | 'fixed_disk' | 'image_owner' | 'image_mode' | 'image_root_only'
+  | 'session';
 
 /**
  * One condition: every key must hold (AND). Booleans for flag keys, lists for

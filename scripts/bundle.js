@@ -42,6 +42,8 @@ const PROGRAMS = [
   { entry: 'sandbox/adapter.ts', loader: 'dist/sandbox/adapter-start.js', flags: ['--jitless', '--no-expose-wasm'] },
   // the preflight checker (fusegate-check@.service): on the mount path when the policy asks for it
   { entry: 'sandbox/check-entry.ts', loader: 'dist/sandbox/check-start.js', flags: ['--jitless', '--no-expose-wasm'] },
+  // the broker's per-mount worker: one Node start-up per user mount
+  { entry: 'broker/worker-entry.ts', loader: 'dist/broker/worker-start.js', flags: [] },
 ];
 
 function loaderSource(bundleName) {

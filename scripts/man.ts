@@ -24,6 +24,7 @@ import { INSTALL_HELP } from '../admin/install';
 import { DOCTOR_HELP } from '../admin/doctor';
 import { packageRoot } from '../admin/paths';
 import { STATUS_HELP } from '../admin/status';
+import { MOUNT_HELP as USER_MOUNT_HELP } from '../broker/client';
 import { HELP as MOUNT_HELP } from '../helper/args';
 import { UMOUNT_HELP } from '../helper/umount';
 import { VERSION } from '../lib/version';
@@ -202,7 +203,8 @@ export function writeManPages(outDir: string): string[] {
       { title: 'DOCTOR', help: DOCTOR_HELP },
       { title: 'STATUS', help: STATUS_HELP },
       { title: 'POLICY', help: POLICY_HELP },
-    ], ['mount.fusegate(8)', 'umount.fusegate(8)', 'fusegate-policy(5)', 'systemctl(1)'])],
+      { title: 'MOUNT, UNMOUNT', help: USER_MOUNT_HELP },
+    ], ['mount.fusegate(8)', 'polkit(8)', 'umount.fusegate(8)', 'fusegate-policy(5)', 'systemctl(1)'])],
     ['fusegate-policy.5', markdownPage('fusegate-policy', 5, fs.readFileSync(path.join(ROOT, 'policy/README.md'), 'utf8'),
       ['fusegate(8)', 'mount.fusegate(8)', 'blkid(8)', 'fstab(5)', 'mount(8)'])],
   ];

@@ -23,6 +23,8 @@ import { programFiles } from '../admin/install-program';
 import { manPages } from '../admin/man-pages';
 import { CLI_TARGET, LAUNCHER_TARGET, LIB_DIR, POLICY_FILE, UMOUNT_HELPER_TARGET, packageRoot } from '../admin/paths';
 import { allUnits } from '../admin/units';
+import { brokerSharedFiles, brokerUnit } from '../broker/files';
+import { UNIT_NAME as BROKER_UNIT } from '../broker/names';
 import { VERSION } from '../lib/version';
 import { loadPolicy } from '../policy/load';
 
@@ -132,6 +134,9 @@ export function buildDeb(outDir: string, root = packageRoot()): BuiltPackage {
     const units = allUnits({ libDir: LIB_DIR, node: '/usr/bin/node', socketDir: '/run/filesystems' });
     for (const u of units) t.file(`${UNIT_DIR}/${u.name}`, u.text);
     const sockets = units.filter((u) => u.name.endsWith('.socket')).map((u) => u.name);
+    // The broker for ordinary users: bus-activated, so nothing to enable; dpkg removes these files itself.
+    t.file(`${UNIT_DIR}/${BROKER_UNIT}`, brokerUnit({ libDir: LIB_DIR, node: '/usr/bin/node' }));
+    for (const f of brokerSharedFiles()) t.file(f.path, f.text);
 
     // The default policy: a conffile, so an administrator's edits survive upgrades.
     t.file(POLICY_FILE, fs.readFileSync(shippedPolicy));
@@ -156,7 +161,8 @@ export function buildDeb(outDir: string, root = packageRoot()): BuiltPackage {
       `Installed-Size: ${installedKb}`,
       // util-linux (findmnt, blkid) and bsdutils (logger) are Essential: not listed.
       'Depends: nodejs (>= 20), libc6 (>= 2.34), libblkid1 (>= 2.38), libmount1 (>= 2.38), mount, systemd',
-      'Recommends: fuse3, fuse2fs, fusefat, exfat-fuse, ntfs-3g, squashfuse',
+      // dbus and polkitd: only `fusegate mount` (the broker) needs them.
+      'Recommends: fuse3, fuse2fs, fusefat, exfat-fuse, ntfs-3g, squashfuse, dbus, polkitd',
       'Suggests: udisks2',
       'Section: admin',
       'Priority: optional',

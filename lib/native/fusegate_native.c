@@ -429,6 +429,15 @@ static napi_value js_socket_seqpacket(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
+/* socketStream(): fd. AF_UNIX SOCK_STREAM, for the D-Bus system bus: fds
+ * travel over it with sendMsg/recvMsg (lib/dbus/fd-stream.ts). */
+static napi_value js_socket_stream(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  return int_value(env, fd);
+}
+
 /* socketpairSeqpacket(): [fd, fd] */
 static napi_value js_socketpair_seqpacket(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1292,6 +1301,7 @@ static napi_value init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
       FN("socketSeqpacket", js_socket_seqpacket),
+      FN("socketStream", js_socket_stream),
       FN("socketpairSeqpacket", js_socketpair_seqpacket),
       FN("connect", js_connect),
       FN("bind", js_bind),

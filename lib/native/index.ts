@@ -39,6 +39,7 @@ export interface ReceivedMessage {
  */
 interface NativeAddon {
   socketSeqpacket(): number;
+  socketStream(): number;
   connect(fd: number, path: string, timeoutMs: number): Promise<number>;
   sendMsg(fd: number, data: Buffer, passFd: number, timeoutMs: number): Promise<number>;
   recvMsg(fd: number, capacity: number, timeoutMs: number): Promise<ReceivedMessage>;
@@ -156,6 +157,11 @@ function bounded(timeoutMs: number): number {
 /** A new AF_UNIX SOCK_SEQPACKET socket with O_CLOEXEC. */
 export function socketSeqpacket(): number {
   return call(() => native().socketSeqpacket());
+}
+
+/** A new AF_UNIX SOCK_STREAM socket with O_CLOEXEC (the D-Bus system bus is one). */
+export function socketStream(): number {
+  return call(() => native().socketStream());
 }
 
 /**

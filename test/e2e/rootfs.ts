@@ -59,7 +59,17 @@ export const DEBOOTSTRAP_PACKAGES: readonly string[] = [
  * and then leaves it unconfigured while still exiting 0. apt resolves `fuse`
  * to fuse3, which provides it.
  */
-export const APT_PACKAGES: readonly string[] = ['fusefat', 'exfat-fuse', 'fuseiso'];
+export const APT_PACKAGES: readonly string[] = [
+  'fusefat',
+  'exfat-fuse',
+  'fuseiso',
+  // The broker's tests (test/e2e/broker.test.ts): polkit's daemon decides
+  // its CheckAuthorization calls; pam_systemd gives the test users a logind
+  // session, whose active/local state polkit and the policy facts read.
+  'polkitd',
+  'pkexec',
+  'libpam-systemd',
+];
 
 /**
  * Units masked in the root: ones that fail or wait in a container, and timers

@@ -16,6 +16,7 @@ import { Layout } from '../../admin/paths';
 import { allUnits, adaptedBackends } from '../../admin/units';
 import { HELPER_LAZY_BUNDLES } from '../../admin/install-program';
 const ROOT = path.resolve(__dirname, '../..');
+import { brokerSharedFiles, brokerUnit } from '../../broker/files';
 
 const PKG = path.resolve(__dirname, '../..');
 const LIB = '/usr/lib/fusegate';
@@ -137,6 +138,15 @@ describe('fusegate install into an empty root', () => {
     for (const u of units) expect(fs.readFileSync(path.join(root, 'etc/systemd/system', u.name), 'utf8'), u.name).toBe(u.text);
     for (const b of adaptedBackends()) {
       expect(fs.readlinkSync(path.join(root, `etc/systemd/system/sockets.target.wants/${b.name}.socket`))).toBe(`/etc/systemd/system/${b.name}.socket`);
+    }
+  });
+
+  it('installs the broker: its bus policy, activation file, unit and polkit actions (nothing enabled: the bus starts it)', () => {
+    for (const f of brokerSharedFiles()) expect(fs.readFileSync(path.join(root, f.path), 'utf8'), f.path).toBe(f.text);
+    expect(fs.readFileSync(path.join(root, 'etc/systemd/system/fusegate-broker.service'), 'utf8')).toBe(brokerUnit({ libDir: LIB, node: '/usr/bin/node' }));
+    expect(first.out).toMatch(/^installed: broker .*fusegate-broker\.service /m);
+    for (const rel of ['dist/broker/service.js', 'dist/broker/worker.js', 'dist/broker/fstab-forward.js', 'dist/lib/dbus/fd-stream.js']) {
+      expect(fs.existsSync(path.join(root, LIB, rel)), rel).toBe(true);
     }
   });
 

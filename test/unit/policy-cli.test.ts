@@ -111,6 +111,17 @@ describe('fusegate policy explain', () => {
     expect(j.policy).toEqual({ file: path.join(dir, 'good.yaml'), rules: 1, failClosed: null });
   });
 
+  it('--session shows what a user in such a session would get through the broker', async () => {
+    const r = await run(['explain', path.join(dir, 'card.img'), '--json', '--policy', path.join(dir, 'good.yaml'), '--uid', '1000', '--session', 'active']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out).facts.session).toEqual({ value: 'active', source: 'logind, asked by the broker' });
+    const without = await run(['explain', path.join(dir, 'card.img'), '--json', '--policy', path.join(dir, 'good.yaml')]);
+    expect(JSON.parse(without.out).facts.session).toEqual({ value: null, source: 'not known: not a broker request' });
+    const bad = await run(['explain', path.join(dir, 'card.img'), '--session', 'local']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('--session takes one of active, inactive, remote, none');
+  });
+
   it('with a broken policy shows the fail-closed decision and exits 1', async () => {
     const r = await run(['explain', path.join(dir, 'card.img'), '/mnt', '--policy', path.join(dir, 'bad.yaml')]);
     expect(r.code).toBe(1);

@@ -370,3 +370,19 @@ describe('fail-closed policy', () => {
     expect(p.failClosed).toEqual({ reason: 'cannot read the policy: ENOENT' });
   });
 });
+
+describe('the session fact (broker requests)', () => {
+  const policy = () => parsePolicy('version: 1\nrules:\n  - name: local-users\n    match: { session: active }\n    action: fuse\n  - name: others\n    action: deny\n    reason: only active local sessions\n');
+  it('matches the caller\'s session as the broker saw it', () => {
+    expect(decide(policy(), f({ type: 'vfat', session: 'active' }))).toMatchObject({ action: 'fuse', rule: 'local-users' });
+    expect(decide(policy(), f({ type: 'vfat', session: 'remote' }))).toMatchObject({ action: 'deny', rule: 'others' });
+  });
+  it('an unknown session (mount(8), udisks2) matches no session value', () => {
+    const d = decide(policy(), f({ type: 'vfat' }));
+    expect(d).toMatchObject({ action: 'deny', rule: 'others' });
+    expect(d.trace[0]!.why.join(' ')).toContain('session');
+  });
+  it('the validator knows the values', () => {
+    expect(() => parsePolicy('version: 1\nrules:\n  - name: r\n    match: { session: local }\n    action: fuse\n')).toThrow(/session/);
+  });
+});
