@@ -199,7 +199,12 @@ function register(symbol: string, bundleName: string): void {
     const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
     const mod = { exports: {} };
     const outer = Module.createRequire(file);
-    const req = (id: string) => (id.startsWith(${JSON.stringify(SHARED_PREFIX)}) ? shared[id.slice(${SHARED_PREFIX.length})] : outer(id));
+    const req = (id: string): unknown => {
+      if (!id.startsWith(${JSON.stringify(SHARED_PREFIX)})) return outer(id);
+      const m = shared[id.slice(${SHARED_PREFIX.length})];
+      if (m === undefined) throw new Error(\`\${bundleName}: \${id} is not in the main bundle's table (scripts/bundle.js)\`);
+      return m;
+    };
     script.runInThisContext()(mod.exports, req, mod, file, path.dirname(file));
     return mod.exports;
   };
@@ -260,6 +265,12 @@ function finishBundle(bundlePath) {
   fs.writeFileSync(bundlePath, code);
 }
 
+/** The names a module exports, as esbuild sees them. */
+async function exportsOf(file) {
+  const r = await esbuild.build({ ...COMMON, bundle: false, format: 'esm', entryPoints: [file], write: false, outdir: '/nonexistent', metafile: true });
+  return Object.values(r.metafile.outputs).flatMap((o) => o.exports ?? []);
+}
+
 /**
  * Bundles a program with lazy parts, in three passes: the main bundle
  * without the parts (to learn which modules it holds), each part with those
@@ -311,12 +322,23 @@ async function bundleWithLazyParts(entry, bundlePath, lazy) {
     part.exports = Object.values(esm.metafile.outputs).flatMap((o) => o.exports ?? []).sort();
     // Which names the part reads from each shared module: esbuild writes
     // `var import_x = require("fusegate-shared:lib/x.ts")` (in __toESM() for a
-    // namespace import) and reads `import_x.name`.
+    // namespace import) and reads `import_x.name`. Any other use (a module
+    // copied into the part that re-exports a shared one, `export * from`,
+    // becomes __reExport(ns, require(…))) gets every export of the module.
     const code = fs.readFileSync(part.bundlePath, 'utf8');
+    const bound = new Set();
     for (const m of code.matchAll(/\bvar ([\w$]+) = (?:__toESM\()?require\("fusegate-shared:([^"]+)"\)/g)) {
       const names = part.shared.get(m[2]) ?? new Set();
       for (const r of code.matchAll(new RegExp(`\\b${m[1].replace(/\$/g, '\\$')}\\.([\\w$]+)`, 'g'))) names.add(r[1]);
       part.shared.set(m[2], names);
+      bound.add(m.index);
+    }
+    for (const m of code.matchAll(/require\("fusegate-shared:([^"]+)"\)/g)) {
+      const start = code.lastIndexOf('\n', m.index) + 1;
+      if ([...bound].some((b) => b >= start && b <= m.index)) continue;
+      const names = part.shared.get(m[1]) ?? new Set();
+      for (const n of await exportsOf(path.join(ROOT, m[1]))) names.add(n);
+      part.shared.set(m[1], names);
     }
   }
 
