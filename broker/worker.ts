@@ -35,6 +35,7 @@ import type { Caller, Pinned } from '../helper/pins';
 import { recordInUtab, sandboxUtabOptions } from '../helper/utab';
 import { FORCED_USER_OPTIONS } from './request';
 import { OWNER_OPTION } from './names';
+import { wantsPreflight } from '../policy/decide';
 
 export const SOURCE_FD = 3;
 export const MOUNTPOINT_FD = 4;
@@ -154,13 +155,12 @@ async function carryOut(ctx: MountContext, log: Logger, started: number, req: Wo
       return { outcome: 'mounted', mountpoint: ctx.mountpoint.path, unit: null, backend: null, readOnly: d.readOnly };
     }
     // The same sandboxed check before a read-write mount as the helper's (docs/preflight.md).
-    if (!d.readOnly && d.preflight.mode !== 'none') {
-      const { runPreflight, logPreflight } = await import('../helper/preflight.js');
-      const pf = await runPreflight(ctx, deadline);
-      logPreflight(log, d, ctx.args.source, pf);
+    if (wantsPreflight(d)) {
+      const { preflightBeforeMount } = await import('../helper/preflight.js');
+      const pf = await preflightBeforeMount(ctx, log, deadline);
       if (pf.action === 'refused') return { outcome: 'refused', message: pf.line ?? `the preflight check refused ${ctx.args.source}`, hint: pf.hint };
       // read-only: the result says so (readOnly), the journal entry says why
-      d = ctx.decision = pf.decision;
+      d = ctx.decision;
     }
     const { sandboxMount } = await import('../helper/sandbox-mount.js');
     const { result, unit } = await sandboxMount(ctx, deadline, (e) => {

@@ -22,6 +22,7 @@ import { timeoutMs } from '../lib/timeouts';
 import { guardPathsThroughFuse } from './watchdog';
 import { claimStorage, type Claim } from './one-writer';
 import { mismatchWords, noFilesystemWords } from '../policy/probe-words';
+import { wantsPreflight } from '../policy/decide';
 import { forwardUserMount } from './fstab-user';
 
 function say(line: string): void {
@@ -169,11 +170,10 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
     const deadline = started + timeoutMs('mount');
     // The sandboxed check before a read-write mount (docs/preflight.md); loaded
     // only here, so the kernel and deny paths and read-only mounts never pay for it.
-    if (!d.readOnly && d.preflight.mode !== 'none') {
-      const { runPreflight, logPreflight } = await import('./preflight.js');
-      const pf = await runPreflight(ctx, deadline);
+    if (wantsPreflight(d)) {
+      const { preflightBeforeMount } = await import('./preflight.js');
+      const pf = await preflightBeforeMount(ctx, log, deadline);
       mark('preflight');
-      logPreflight(log, d, args.source, pf);
       if (pf.line !== null) say(pf.line);
       if (pf.action === 'refused') {
         if (pf.hint !== null) say(pf.hint);
@@ -181,7 +181,7 @@ async function mountThroughPolicy(args: HelperArgs, log: Logger, started: number
         return MountExit.FAILURE;
       }
       if (pf.action === 'read-only' && pf.hint !== null) say(pf.hint);
-      d = ctx.decision = pf.decision;
+      d = ctx.decision;
     }
     // Loaded only here: the kernel and deny paths never pay for the protocol code.
     const { sandboxMount } = await import('./sandbox-mount.js');

@@ -156,17 +156,26 @@ export function actOn(ctx: Pick<MountContext, 'args' | 'decision'>, v: VerdictMe
   };
 }
 
-/** Runs the preflight the decision asks for. */
-export async function runPreflight(ctx: MountContext, deadline: number): Promise<PreflightResult> {
-  return actOn(ctx, await askChecker(ctx, deadline));
+/**
+ * The preflight step of a mount, for every front end that runs one (the
+ * helper, the broker's worker): asks the checker, writes the journal entry,
+ * and makes the decision to carry out the one the verdict allows (read-only
+ * for a dirty volume) unless the mount is refused. What to tell the caller
+ * (the line, the hint) is left to the front end.
+ */
+export async function preflightBeforeMount(ctx: MountContext, log: Logger, deadline: number): Promise<PreflightResult> {
+  const asked = ctx.decision;
+  const pf = actOn(ctx, await askChecker(ctx, deadline));
+  logPreflight(log, asked, ctx.args.source, pf);
+  if (pf.action !== 'refused') ctx.decision = pf.decision;
+  return pf;
 }
 
 /**
- * The journal entry of one preflight, for every front end that runs one (the
- * helper, the broker's worker): the checker's verdict, what was done, and
- * the checker's own words. `d` is the decision the preflight was run for.
+ * The journal entry of one preflight: the checker's verdict, what was done,
+ * and the checker's own words. `d` is the decision the preflight was run for.
  */
-export function logPreflight(log: Logger, d: Decision, source: string, pf: PreflightResult): void {
+function logPreflight(log: Logger, d: Decision, source: string, pf: PreflightResult): void {
   const v = pf.verdict;
   log.log(pf.action === 'read-write' ? Priority.INFO : Priority.WARNING, `preflight ${d.preflight.mode}: ${source} is ${v.verdict}${v.repaired ? ', repaired' : ''}: ${pf.action}`, {
     FUSEGATE_RULE: d.rule,

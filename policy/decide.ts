@@ -251,6 +251,15 @@ export interface Availability {
  * fallback when none is, or a denial when the kernel lacks the driver. Never
  * changes the action without saying so in `fallbackApplied` and `reason`.
  */
+/**
+ * Whether a decision asks for the sandboxed check before its mount: only a
+ * read-write sandboxed mount is checked (docs/preflight.md); decide() gives
+ * kernel mounts and refusals preflight none.
+ */
+export function wantsPreflight(d: Decision): boolean {
+  return !d.readOnly && d.preflight.mode !== 'none';
+}
+
 export function resolveFallback(decision: Decision, avail: Availability): Decision {
   const d: Decision = { ...decision, notes: [...decision.notes] };
   const kernelOk = avail.kernel !== false;
