@@ -14,12 +14,12 @@
  * tsc's modules ~5 ms; a cache of every function instead of only those the
  * loader's first lines run ~3.5 ms.
  *
- * A program may name a part that only some runs need (the helper's sandbox
- * path: the protocol, the session, the FUSE mount): that part becomes a
- * bundle of its own, with its own cache, loaded when the program first
- * imports it. Its code is then neither read nor deserialised on the other
- * paths: the helper's kernel path is ~50 KB of bundle lighter (about 3
- * million instructions, measured with callgrind). The part gets every module
+ * A program may name parts that only some runs need (the helper's sandbox
+ * path, its preflight, the policy validator): each becomes a bundle of its
+ * own, with its own cache, loaded when the program first uses it. Its code
+ * is then neither read nor deserialised on the other paths: the helper's
+ * kernel path bundle is 118 KB instead of 179 (about 3 million instructions
+ * less, measured with callgrind: bench/helper-instructions). A part gets every module
  * the main bundle already holds and that must exist once per process (state,
  * classes: see mustBeOne) from the main bundle itself, and copies of the
  * pure ones.
@@ -265,10 +265,10 @@ function finishBundle(bundlePath) {
   fs.writeFileSync(bundlePath, code);
 }
 
-/** The names a module exports, as esbuild sees them. */
-async function exportsOf(file) {
-  const r = await esbuild.build({ ...COMMON, bundle: false, format: 'esm', entryPoints: [file], write: false, outdir: '/nonexistent', metafile: true });
-  return Object.values(r.metafile.outputs).flatMap((o) => o.exports ?? []);
+/** The names a module exports, as esbuild sees them (it lists an entry's exports for ESM output). */
+async function exportsOf(file, plugins = []) {
+  const r = await esbuild.build({ ...COMMON, format: 'esm', entryPoints: [file], write: false, outdir: '/nonexistent', external: EXTERNAL, plugins, metafile: true });
+  return Object.values(r.metafile.outputs).flatMap((o) => o.exports ?? []).sort();
 }
 
 /**
@@ -317,28 +317,19 @@ async function bundleWithLazyParts(entry, bundlePath, lazy) {
   };
   for (const part of parts) {
     await esbuild.build({ ...COMMON, entryPoints: [part.abs], outfile: part.bundlePath, external: EXTERNAL, plugins: [leaveToMain] });
-    // What the part exports (for its stand-in's getters): esbuild lists an entry's exports for ESM output.
-    const esm = await esbuild.build({ ...COMMON, format: 'esm', entryPoints: [part.abs], write: false, outdir: '/nonexistent', external: EXTERNAL, plugins: [leaveToMain], metafile: true });
-    part.exports = Object.values(esm.metafile.outputs).flatMap((o) => o.exports ?? []).sort();
+    // What the part exports, for its stand-in's getters.
+    part.exports = await exportsOf(part.abs, [leaveToMain]);
     // Which names the part reads from each shared module: esbuild writes
     // `var import_x = require("fusegate-shared:lib/x.ts")` (in __toESM() for a
     // namespace import) and reads `import_x.name`. Any other use (a module
     // copied into the part that re-exports a shared one, `export * from`,
     // becomes __reExport(ns, require(…))) gets every export of the module.
     const code = fs.readFileSync(part.bundlePath, 'utf8');
-    const bound = new Set();
-    for (const m of code.matchAll(/\bvar ([\w$]+) = (?:__toESM\()?require\("fusegate-shared:([^"]+)"\)/g)) {
-      const names = part.shared.get(m[2]) ?? new Set();
-      for (const r of code.matchAll(new RegExp(`\\b${m[1].replace(/\$/g, '\\$')}\\.([\\w$]+)`, 'g'))) names.add(r[1]);
-      part.shared.set(m[2], names);
-      bound.add(m.index);
-    }
-    for (const m of code.matchAll(/require\("fusegate-shared:([^"]+)"\)/g)) {
-      const start = code.lastIndexOf('\n', m.index) + 1;
-      if ([...bound].some((b) => b >= start && b <= m.index)) continue;
-      const names = part.shared.get(m[1]) ?? new Set();
-      for (const n of await exportsOf(path.join(ROOT, m[1]))) names.add(n);
-      part.shared.set(m[1], names);
+    for (const m of code.matchAll(/(?:\bvar ([\w$]+) = (?:__toESM\()?)?require\("fusegate-shared:([^"]+)"\)/g)) {
+      const read = m[1] !== undefined
+        ? [...code.matchAll(new RegExp(`\\b${m[1].replace(/\$/g, '\\$')}\\.([\\w$]+)`, 'g'))].map((r) => r[1])
+        : await exportsOf(path.join(ROOT, m[2]));
+      part.shared.set(m[2], new Set([...(part.shared.get(m[2]) ?? []), ...read]));
     }
   }
 
