@@ -15,9 +15,8 @@
  *   node dist/bench/helper-instructions.js [--runs N] [--against DIR]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { withKernelPathScratch } from './kernel-path-scratch';
 import { median } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -41,28 +40,12 @@ export interface InstructionResult {
 }
 
 export function measureHelperInstructions(runs: number, trees: string[]): InstructionResult {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-bench-'));
-  const img = path.join(dir, 'ext4.img');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  fs.writeFileSync(img, '');
-  fs.truncateSync(img, 32 << 20);
-  execFileSync('mkfs.ext4', ['-q', '-F', img]);
-  const loop = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
-  const clean = { ...process.env };
-  delete clean.NODE_EXTRA_CA_CERTS;
-  delete clean.NODE_OPTIONS;
-  const out = path.join(dir, 'callgrind.out');
   const counts = new Map<string, number[]>([['node', []], ...trees.map((t): [string, number[]] => [t, []])]);
-  try {
+  withKernelPathScratch(({ dir, loop, mnt, clean, writePolicy }) => {
+    const out = path.join(dir, 'callgrind.out');
     // One policy file per tree: the validated-policy cache keys on the file, and
     // each build stamps its entries, so two trees sharing one file would miss every time.
-    const policyOf = (tree: string) => {
-      const file = path.join(dir, `policy-${trees.indexOf(tree)}.yaml`);
-      fs.writeFileSync(file, 'version: 1\nrules:\n  - name: bench-loop\n    match: { loop: true }\n    action: kernel\n');
-      return file;
-    };
-    const policies = new Map(trees.map((t) => [t, policyOf(t)]));
+    const policies = new Map(trees.map((t, i) => [t, writePolicy(`policy-${i}`)]));
     const mountWith = (tree: string, counted: boolean) => {
       const env = { ...clean, FUSEGATE_POLICY: policies.get(tree)!, FUSEGATE_FSTAB: '/dev/null' };
       const helper = path.join(tree, 'dist', 'helper', 'mount.fusegate.js');
@@ -75,15 +58,7 @@ export function measureHelperInstructions(runs: number, trees: string[]): Instru
       counts.get('node')!.push(instructions([process.execPath, '-e', '0'], clean, out));
       for (const t of trees) mountWith(t, true);
     }
-  } finally {
-    try {
-      execFileSync('umount', [mnt], { stdio: 'ignore' });
-    } catch {
-      // not mounted
-    }
-    execFileSync('losetup', ['-d', loop]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
   const node = median(counts.get('node')!);
   return {
     runs,

@@ -12,8 +12,8 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
+import { withKernelPathScratch } from './kernel-path-scratch';
 import { fmt, median, summarize, timeCommand, type Summary } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -52,28 +52,14 @@ export interface StartupResult {
 }
 
 export function measureHelperStartup(runs: number): StartupResult {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-bench-'));
-  const img = path.join(dir, 'ext4.img');
-  const mnt = path.join(dir, 'mnt');
-  fs.mkdirSync(mnt);
-  fs.writeFileSync(img, '');
-  fs.truncateSync(img, 32 << 20);
-  execFileSync('mkfs.ext4', ['-q', '-F', img]);
-  const loop = execFileSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).trim();
-  const policy = path.join(dir, 'policy.yaml');
-  fs.writeFileSync(policy, 'version: 1\nrules:\n  - name: bench-loop\n    match: { loop: true }\n    action: kernel\n');
-  // NODE_EXTRA_CA_CERTS (set in this machine's login environment) adds ~50 ms
-  // to every Node start; the helper's shebang drops it, so the floor must too.
-  const clean = { ...process.env };
-  delete clean.NODE_EXTRA_CA_CERTS;
-  delete clean.NODE_OPTIONS;
-  const env = { ...clean, FUSEGATE_POLICY: policy, FUSEGATE_FSTAB: '/dev/null' };
-  const floor = path.join(dir, 'floor.js');
-  fs.writeFileSync(floor, floorScript(policy), { mode: 0o755 });
-  const umount = () => execFileSync('umount', [mnt]);
   const samples = { node: [] as number[], direct: [] as number[], floor: [] as number[], helper: [] as number[] };
   const phaseSamples = new Map<string, number[]>();
-  try {
+  withKernelPathScratch(({ dir, loop, mnt, clean, writePolicy }) => {
+    const policy = writePolicy('policy');
+    const env = { ...clean, FUSEGATE_POLICY: policy, FUSEGATE_FSTAB: '/dev/null' };
+    const floor = path.join(dir, 'floor.js');
+    fs.writeFileSync(floor, floorScript(policy), { mode: 0o755 });
+    const umount = () => execFileSync('umount', [mnt]);
     // One warm-up of each (page cache, policy cache), then interleaved runs.
     // Run as mount(8) runs it: exec the file, so its #! line applies.
     timeCommand(HELPER, [loop, mnt], { env });
@@ -99,15 +85,7 @@ export function measureHelperStartup(runs: number): StartupResult {
         previous = at;
       }
     }
-  } finally {
-    try {
-      execFileSync('umount', [mnt], { stdio: 'ignore' });
-    } catch {
-      // not mounted
-    }
-    execFileSync('losetup', ['-d', loop]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
   const nodeFloor = summarize('node -e 0', samples.node);
   const helperFloor = summarize('Node floor of a kernel-path helper (no logic)', samples.floor);
   const helperKernel = summarize('mount.fusegate, kernel path', samples.helper);
