@@ -191,12 +191,7 @@ export class Broker {
   private async mount(msg: DBusMessage, l: RequestLog): Promise<{ signature: string; body: unknown[] }> {
     const [sourceFd, mountpointArg, options] = msg.body as [number, unknown, unknown];
     l.caller = await callerCredentials(this.call, msg.sender!);
-    let req: MountRequest;
-    try {
-      req = parseMountRequest(mountpointArg, options);
-    } catch (e) {
-      throw new BrokerError(ERROR.invalidArgs, (e as Error).message);
-    }
+    const req: MountRequest = argumentsOrRefuse(() => parseMountRequest(mountpointArg, options));
     // The fd proves what the caller may do with the source: read it (and write, if opened so).
     const access = fdAccess(fs.readFileSync(`/proc/self/fdinfo/${sourceFd}`, 'utf8'));
     if (access.opath || access.mode === 'write') throw new BrokerError(ERROR.invalidArgs, 'the source must be passed as an fd opened for reading (O_RDONLY or O_RDWR)');
@@ -218,12 +213,7 @@ export class Broker {
    */
   private async mountFstab(msg: DBusMessage, l: RequestLog): Promise<{ signature: string; body: unknown[] }> {
     l.caller = await callerCredentials(this.call, msg.sender!);
-    let dir: string | null;
-    try {
-      dir = checkPath((msg.body as unknown[])[0], 'mountpoint');
-    } catch (e) {
-      throw new BrokerError(ERROR.invalidArgs, (e as Error).message);
-    }
+    const dir = argumentsOrRefuse(() => checkPath((msg.body as unknown[])[0], 'mountpoint'));
     const entry = dir === null ? null : userEntryFor(dir);
     if (entry === null) throw new BrokerError(ERROR.invalidArgs, `${dir ?? '(none)'} has no /etc/fstab entry with 'user' or 'users'`, "ask your administrator, or mount an image you own with 'fusegate mount'");
     const options = entryOptions(entry);
@@ -390,12 +380,7 @@ export class Broker {
 
   private async unmount(msg: DBusMessage, l: RequestLog): Promise<{ signature: string; body: unknown[] }> {
     l.caller = await callerCredentials(this.call, msg.sender!);
-    let dir: string | null;
-    try {
-      dir = checkPath((msg.body as unknown[])[0], 'mountpoint');
-    } catch (e) {
-      throw new BrokerError(ERROR.invalidArgs, (e as Error).message);
-    }
+    const dir = argumentsOrRefuse(() => checkPath((msg.body as unknown[])[0], 'mountpoint'));
     if (dir === null) throw new BrokerError(ERROR.invalidArgs, 'no mountpoint given');
     // The path as the caller resolves it, then the kernel's name for it.
     let where: string;
@@ -431,6 +416,15 @@ export class Broker {
       rows.push([e.source, e.target, m.fsType, Number(owner)]);
     }
     return { signature: 'a(sssu)', body: [rows] };
+  }
+}
+
+/** A request's arguments, checked by `check`; a check that throws refuses the call as invalid arguments, with its words. */
+function argumentsOrRefuse<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw new BrokerError(ERROR.invalidArgs, (e as Error).message);
   }
 }
 
