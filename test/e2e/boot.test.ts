@@ -3,12 +3,12 @@
  * /dev/fuse, a loop device and the host's Node, and everything is gone after
  * teardown.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, PROJECT_MOUNT, attachLoop, e2eSkip, loopsFor, makeExt4Image } from './harness';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 
 const REPO = resolve(__dirname, '../..');
 
@@ -17,23 +17,15 @@ describe.skipIf(e2eSkip())('e2e harness: booted systemd container', () => {
   let image = '';
   let loop: LoopDevice | undefined;
 
-  // Registered before containerSuite(): its afterAll then runs after the
-  // container has stopped (after-hooks run in reverse order).
   beforeAll(async () => {
     scratch = mkdtempSync(join(tmpdir(), 'fusegate-e2e-boot-'));
     image = join(scratch, 'disk.img');
     await makeExt4Image(image, { sizeMiB: 8, label: 'FGE2E' });
     loop = await attachLoop(image);
   });
-  afterAll(async () => {
-    // Normally stopped already (by the last test or containerSuite); throws
-    // only when boot failed, and then there is nothing to stop.
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    await loop?.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  // Registered before containerSuite(): its afterAll then runs after the
+  // container has stopped (after-hooks run in reverse order).
+  releaseHostSetup(() => ({ suite: e2e, loops: [loop], scratch }));
 
   const e2e = containerSuite(() => ({ projectDir: REPO, devices: loop ? [loop.path] : [] }));
 

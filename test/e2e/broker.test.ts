@@ -11,14 +11,14 @@
  * polkit rule that says no is honoured; without a session (no logind
  * session: polkit's allow_any) the sandboxed mount needs an administrator.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, attachLoop, e2eSkip, makeExt4Image } from './harness';
 import type { Container, ExecResult } from './container';
 import { findmnt, journalCursor, listUnits, waitForUnit, prependRule, readPolicy, utabOptions, waitForJournal, waitForNoUnits, writePolicy } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 import { EXPOSURE } from '../../broker/files';
 
 const REPO = resolve(__dirname, '../..');
@@ -53,11 +53,7 @@ describe.skipIf(e2eSkip())('ordinary users mount through the polkit-checked brok
     await makeExt4Image(join(scratch, 'kernel-dev.img'), { sizeMiB: 8, label: 'KERNELME' });
     loop = await attachLoop(join(scratch, 'kernel-dev.img'));
   });
-  afterAll(async () => {
-    await Promise.resolve().then(() => e2e.container.stop()).catch(() => undefined);
-    await loop?.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: [loop], scratch }));
   const e2e = containerSuite(() => ({ projectDir: REPO, devices: [loop!.path] }));
   let cursor = '';
 

@@ -19,16 +19,16 @@
  * sandbox is the only way these images mount at all here.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip, makeSparseFile } from './harness';
 import { runOk } from './host';
 import { discFiles, makeImage, sampleFiles } from './images';
 import type { Container } from './container';
 import { findmnt, journalCursor, listUnits, unitProperty, utabOptions, waitForJournal, waitForNoUnits } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 import { type HostUdev, startHostUdev } from './udev';
 
 const REPO = resolve(__dirname, '../..');
@@ -80,13 +80,7 @@ describe.skipIf(e2eSkip())('disc images through the sandbox: mount(8)', () => {
     loops.iso = await attachLoop(join(images, 'disc.iso'), { readOnly: true });
     loops.udf = await attachLoop(join(images, 'dvd.udf'));
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    for (const l of Object.values(loops)) await l?.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: Object.values(loops), scratch }));
 
   const e2e = containerSuite(() => ({
     projectDir: REPO,
@@ -262,14 +256,7 @@ describe.skipIf(e2eSkip())('disc images through the sandbox: udisks2', () => {
     udev = await startHostUdev({ log: e2eLog });
     await udev.coldplug([loop.path]);
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    await loop?.detach();
-    await udev?.stop();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: [loop], udev, scratch }));
 
   const e2e = containerSuite(() => ({
     projectDir: REPO,

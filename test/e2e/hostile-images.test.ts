@@ -20,10 +20,10 @@
  * boots. FUSEGATE_HOSTILE_SEEDS overrides the number of seeds.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
 import { runOk } from './host';
 import { type Corruption, type ImageType, IMAGE_TYPES, type Layout, corrupt, layoutOf, makeImage, overwriteInPlace, sampleFiles } from './images';
@@ -38,7 +38,7 @@ import {
   listUnits,
   waitForNoUnits,
 } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 
 const REPO = resolve(__dirname, '../..');
 const SEEDS = Number(process.env.FUSEGATE_HOSTILE_SEEDS ?? 20);
@@ -116,13 +116,7 @@ describe.skipIf(e2eSkip())('hostile images: the FUSE server may fail, the kernel
     }
     e2eLog(`hostile: base images and loop devices ready in ${Date.now() - t0} ms`);
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    for (const l of loops.values()) await l.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: loops.values(), scratch }));
 
   const e2e = containerSuite(() => ({ projectDir: REPO, devices: [...loops.values()].map((l) => l.path) }));
 

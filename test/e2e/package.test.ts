@@ -10,15 +10,15 @@
  * 20.99.0+fusegate.e2e.fake, built here with dpkg-deb.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { buildDeb, type BuiltPackage } from '../../scripts/package-deb';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
 import { makeImage } from './images';
 import { findmnt, waitForNoUnits } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 import { type HostUdev, startHostUdev } from './udev';
 
 const DEBS = '/opt/fusegate-debs';
@@ -69,14 +69,7 @@ describe.skipIf(e2eSkip())('e2e: the Debian package', () => {
     await udev.coldplug([loop.path]);
   }, 300_000);
 
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    await loop?.detach();
-    await udev?.stop();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: [loop], udev, scratch }));
 
   const e2e = containerSuite(() => ({
     devices: [loop!.path],

@@ -16,10 +16,10 @@
  *   by the next mount's preflight: repair.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostVerdict, markDirty } from './dirty';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
 import { runOk } from './host';
@@ -27,7 +27,7 @@ import { type ImageType, makeImage, overwriteInPlace, sampleFiles } from './imag
 import {
   addToRule, findmnt, journalCursor, readPolicy, waitForJournal, waitForNoUnits, writePolicy,
 } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 
 const REPO = resolve(__dirname, '../..');
 const MNT = '/mnt/preflight';
@@ -70,13 +70,7 @@ describe.skipIf(e2eSkip())('preflight: a sandboxed check before a read-write mou
     }
     e2eLog(`preflight: images and loop devices ready in ${Date.now() - t0} ms`);
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    for (const l of loops.values()) await l.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: loops.values(), scratch }));
 
   const e2e = containerSuite(() => ({ projectDir: REPO, devices: [...loops.values()].map((l) => l.path) }));
 

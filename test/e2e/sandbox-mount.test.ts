@@ -16,10 +16,10 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { type LoopDevice, attachLoop, e2eSkip, makeSparseFile } from './harness';
 import { makeImage, sampleFiles } from './images';
 import {
@@ -37,7 +37,7 @@ import {
   waitForUnit,
   writePolicy,
 } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 
 const REPO = resolve(__dirname, '../..');
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -62,13 +62,7 @@ describe.skipIf(e2eSkip())('sandboxed mounts on a real systemd', () => {
     execFileSync('mkfs.minix', [join(scratch, 'minix.img')], { stdio: 'ignore' });
     for (const k of Object.keys(loops) as Array<keyof typeof loops>) loops[k] = await attachLoop(join(scratch, `${k}.img`));
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    for (const l of Object.values(loops)) await l?.detach();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: Object.values(loops), scratch }));
 
   // The images are bound in at their host paths, read-only: the policy trusts
   // the fstab-listed loop device only after inspecting the file behind it

@@ -12,17 +12,17 @@
  * host, as our child, only for its own duration (test/e2e/udev.ts).
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { fsck, mtoolsRead, mtoolsTree } from '../support/vfat/tools';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { markDirty } from './dirty';
 import { type LoopDevice, attachLoop, e2eLog, e2eSkip } from './harness';
 import { runOk } from './host';
 import { makeImage, sampleFiles } from './images';
 import { findmnt, journalCursor, listUnits, unitProperty, utabOptions, waitForJournal, waitForNoUnits } from './scenario';
-import { containerSuite } from './suite';
+import { containerSuite, releaseHostSetup } from './suite';
 import { type HostUdev, startHostUdev } from './udev';
 
 const REPO = resolve(__dirname, '../..');
@@ -45,14 +45,7 @@ describe.skipIf(e2eSkip())('a USB stick through udisks2 into the sandbox', () =>
     udev = await startHostUdev({ log: e2eLog });
     await udev.coldplug([loop.path]);
   });
-  afterAll(async () => {
-    await Promise.resolve()
-      .then(() => e2e.container.stop())
-      .catch(() => undefined);
-    await loop?.detach();
-    await udev?.stop();
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
+  releaseHostSetup(() => ({ suite: e2e, loops: [loop], udev, scratch }));
 
   const e2e = containerSuite(() => ({ projectDir: REPO, devices: [loop!.path], bindUdev: true }));
 
