@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { realDevicesOrFailInCI, tempDir } from '../support/devices';
+import { realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
 import { mountsAt, unmountAll } from '../support/mounts';
 
 const canRun = realDevicesOrFailInCI('helper watchdog tests');
@@ -39,6 +39,7 @@ describe.skipIf(!canRun)('the helper watchdog', () => {
     // Abort-free cleanup: a lazy unmount, then the server ends on ENODEV (or is killed).
     unmountAll(hungMnt);
     server.kill('SIGKILL');
+    releaseAll();
   });
 
   it('exits 32 with one line on stderr, 1 s after FUSEGATE_TIMEOUT, while blocked in a FUSE LOOKUP', async () => {

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as native from '../../lib/native';
-import { realDevicesOrFailInCI, tempDir } from '../support/devices';
+import { realDevicesOrFailInCI, releaseAll, tempDir } from '../support/devices';
 import * as testNative from '../support/native-extras';
 
 const canRun = realDevicesOrFailInCI('the addon bounds tests');
@@ -22,6 +22,7 @@ describe.skipIf(!canRun)('native addon: bounded waits, refused fds', () => {
   });
   afterAll(() => {
     for (const fd of open) fs.closeSync(fd);
+    releaseAll();
   });
 
   function seqpacket(): number {

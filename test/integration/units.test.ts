@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { adaptedBackends, allUnits } from '../../admin/units';
 
 const UNITS_DIR = path.resolve(__dirname, '../../units');
@@ -63,6 +63,7 @@ describe('generated systemd units', () => {
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fusegate-units-'));
   for (const u of allUnits()) fs.writeFileSync(path.join(dir, u.name), u.text);
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   for (const u of allUnits().filter((x) => x.name.endsWith('@.service'))) {
     it(`${u.name} scores an exposure of at most ${MAX_EXPOSURE}`, () => {
